@@ -31,12 +31,19 @@ impl Default for Config {
     }
 }
 
+// One input is moved into each `handle` call and consumed there; boxing the event buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// An accepted event (sequence `.triggered`, task `.started` / `.finished`; others are ignored).
     Event(KeptnEvent),
     Timer(Timer),
-    Control { project: String, context: String, stage: Option<String>, action: Control },
+    Control {
+        project: String,
+        context: String,
+        stage: Option<String>,
+        action: Control,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +57,22 @@ pub enum Control {
 pub enum Effect {
     /// Store and publish an event. `deliver_at` > now delays it (`triggeredAfter`). `open` marks a
     /// `.triggered` that stays visible to pollers until a `Close` with its id.
-    Emit { event: KeptnEvent, deliver_at: Millis, open: bool },
+    Emit {
+        event: KeptnEvent,
+        deliver_at: Millis,
+        open: bool,
+    },
     /// An incoming sequence `.triggered` (already stored by the caller) is now open.
     Open(KeptnEvent),
-    Close { triggered_id: String },
+    Close {
+        triggered_id: String,
+    },
     Save(Box<Execution>),
     SavePauseMarkers(Vec<PauseMarker>),
-    ArmTimer { at: Millis, timer: Timer },
+    ArmTimer {
+        at: Millis,
+        timer: Timer,
+    },
 }
 
 /// All live state of the control plane's sequences. Finished executions are saved and dropped.
@@ -87,10 +103,7 @@ impl Step<'_> {
 }
 
 pub fn format_time(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 impl Engine {
@@ -121,7 +134,8 @@ impl Engine {
 
     pub fn remove_project(&mut self, project: &str) {
         self.shipyards.remove(project);
-        let ids: Vec<String> = self.executions.values().filter(|e| e.project == project).map(|e| e.id.clone()).collect();
+        let ids: Vec<String> =
+            self.executions.values().filter(|e| e.project == project).map(|e| e.id.clone()).collect();
         for id in ids {
             if let Some(exec) = self.executions.remove(&id) {
                 self.unindex(&exec);
@@ -131,6 +145,11 @@ impl Engine {
 
     pub fn execution(&self, id: &str) -> Option<&Execution> {
         self.executions.get(id)
+    }
+
+    /// The execution whose current task has this `.triggered` id.
+    pub fn execution_of_task(&self, triggered_id: &str) -> Option<&Execution> {
+        self.by_task.get(triggered_id).and_then(|id| self.executions.get(id))
     }
 
     pub fn executions(&self) -> impl Iterator<Item = &Execution> {
@@ -312,7 +331,10 @@ impl Engine {
         }
         exec.last_event = Some(EventRef { ty: ev.ty.clone(), id: ev.id.clone(), time: ev.time.clone() });
         step.dirty.insert(exec_id.clone());
-        let complete = !cur.finished.is_empty() && cur.answers.values().all(|a| a.finished);
+        // An approval is decided by whoever sends its `.finished` (Bridge, CLI, API), usually not
+        // the approval service that sent the `.started`: the decision completes the task, or a
+        // manual approval would wait forever for the approval service to finish.
+        let complete = !cur.finished.is_empty() && (cur.name == "approval" || cur.answers.values().all(|a| a.finished));
         if complete {
             self.complete_task(step, &exec_id);
         }
@@ -328,8 +350,14 @@ impl Engine {
         let stop = data::stops_sequence(&done);
         exec.message = cur.last_message;
         exec.previous.push(done);
+        // The lane may have become free (the next task is an approval, or is held): let a waiting
+        // sequence of another context start, as keptn's dispatcher would on its next tick.
+        step.lanes_to_pump.insert(exec.lane());
         let next = exec.previous.len();
         if stop || next >= exec.tasks.len() {
+            // An errored task fails its sequence even if it reported `pass`, so that a trigger
+            // without selector never promotes a broken run (keptn would; docs/compatibility.md).
+            let result = if status == TaskStatus::Errored { TaskResult::Fail } else { result };
             self.finish(step, exec_id, ExecState::Finished, result, status, None);
         } else {
             self.release_or_hold(step, exec_id, next);
@@ -474,7 +502,11 @@ impl Engine {
         let mut next: Vec<(String, String)> = Vec::new();
         for stage in &shipyard.spec.stages {
             for seq in &stage.sequences {
-                if seq.triggered_on.iter().any(|t| t.event == name && data::selector_matches(t.selector.as_ref(), finished)) {
+                if seq
+                    .triggered_on
+                    .iter()
+                    .any(|t| t.event == name && data::selector_matches(t.selector.as_ref(), finished))
+                {
                     next.push((stage.name.clone(), seq.name.clone()));
                 }
             }

@@ -1,1 +1,150 @@
+//! keptn's control plane in one process: HTTP API, engine writer, timers and dispatcher.
 
+mod api;
+mod body;
+mod catalog;
+mod dispatch;
+mod error;
+mod events_out;
+mod metrics;
+mod timers;
+mod token;
+mod uniform;
+mod views;
+mod writer;
+
+use anyhow::Context as _;
+use catalog::{Catalog, ProjectEntry};
+use keptn_spec::Shipyard;
+use keptn_store::Store;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use error::ApiError;
+pub use token::load_or_create_token;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub task_start_timeout: Duration,
+    /// `sqlite://…` or `postgres://…`; None = SQLite in the data dir.
+    pub database_url: Option<String>,
+    pub api_token: String,
+    pub max_body_bytes: usize,
+    pub integration_ttl: Duration,
+}
+
+impl ServerConfig {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("keptn.db").display()))
+    }
+}
+
+/// A started server: its address, and a way to stop it gracefully.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting requests, finishes in-flight ones and waits for the writer to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops (after `stop` or a shutdown signal passed to `start`).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    start_with_signal(config, std::future::pending()).await
+}
+
+/// Starts the server; it shuts down gracefully when `signal` completes or `stop` is called.
+pub async fn start_with_signal(
+    config: ServerConfig,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let store = Store::connect(&config.database_url()).await.context("cannot open the database")?;
+    let catalog = load_catalog(&store).await?;
+    let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+    let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
+    let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx).await?;
+    let (writer_handle, writer_task) = writer.spawn();
+    let (bus, _) = broadcast::channel(4096);
+    let directory = uniform::Directory::default();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let dispatcher = dispatch::Dispatcher { store: store.clone(), directory: directory.clone(), bus, http };
+    let state = Arc::new(api::AppState {
+        store: store.clone(),
+        writer: writer_handle,
+        catalog: RwLock::new(catalog),
+        crud: tokio::sync::Mutex::new(()),
+        directory,
+        token: config.api_token.clone(),
+        metrics: metrics::handle(),
+        integration_ttl_ms: config.integration_ttl.as_millis() as i64,
+    });
+    api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let dispatcher_task = dispatcher.spawn(dispatch_rx);
+    let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
+    let app = api::router(state.clone(), config.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown_rx => {}
+                _ = signal => {}
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "server error");
+        }
+        expiry_task.abort();
+        // Dropping the last writer handle lets the writer finish its queue and stop.
+        drop(state);
+        let _ = writer_task.await;
+        dispatcher_task.abort();
+        tracing::info!("server stopped");
+    });
+    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), done })
+}
+
+async fn load_catalog(store: &Store) -> anyhow::Result<Catalog> {
+    let mut projects = BTreeMap::new();
+    for p in store.list_projects().await? {
+        let services = store.list_services(&p.name).await?;
+        let shipyard = match Shipyard::parse(&p.shipyard) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(project = %p.name, error = %e, "skipping project with an invalid stored shipyard");
+                continue;
+            }
+        };
+        let svc = services.iter().map(|s| (s.name.clone(), s.created_ms)).collect();
+        projects.insert(
+            p.name.clone(),
+            ProjectEntry { shipyard, shipyard_yaml: p.shipyard, created_ms: p.created_ms, services: svc },
+        );
+    }
+    Ok(Catalog { projects })
+}

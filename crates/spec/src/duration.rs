@@ -14,9 +14,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("invalid duration {input:?}: expected a number before the unit"));
         }
@@ -24,9 +22,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("invalid duration {input:?}: bad number {:?}", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -36,9 +32,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "" => return Err(format!("invalid duration {input:?}: missing unit (ns, us, ms, s, m, h)")),
             other => {
-                return Err(format!(
-                    "invalid duration {input:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"
-                ));
+                return Err(format!("invalid duration {input:?}: unknown unit {other:?} (use ns, us, ms, s, m or h)"));
             }
         };
         total += value * seconds_per_unit;

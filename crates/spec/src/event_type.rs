@@ -24,11 +24,9 @@ impl EventType {
         }
         match parts.as_slice() {
             [task, kind] => EventType::Task { task: task.to_string(), kind: kind.to_string() },
-            [stage, sequence, kind] => EventType::Sequence {
-                stage: stage.to_string(),
-                sequence: sequence.to_string(),
-                kind: kind.to_string(),
-            },
+            [stage, sequence, kind] => {
+                EventType::Sequence { stage: stage.to_string(), sequence: sequence.to_string(), kind: kind.to_string() }
+            }
             _ => EventType::Other,
         }
     }
@@ -57,10 +55,7 @@ mod tests {
             EventType::Sequence { stage: "dev".into(), sequence: "delivery".into(), kind: "triggered".into() }
         );
         // status.changed has six parts and is therefore not a task event, as in keptn.
-        assert!(matches!(
-            EventType::parse("sh.keptn.event.test.status.changed"),
-            EventType::Sequence { .. }
-        ));
+        assert!(matches!(EventType::parse("sh.keptn.event.test.status.changed"), EventType::Sequence { .. }));
         assert_eq!(EventType::parse("sh.keptn.log.error"), EventType::Other);
         assert_eq!(EventType::parse("sh.keptn.event..x"), EventType::Other);
     }

@@ -38,9 +38,6 @@ mod tests {
     fn merges_objects_arrays_and_scalars() {
         let mut a = json!({"a": {"x": 1, "keep": "k"}, "list": [1], "n": 1, "b": true, "s": "old"});
         merge(&mut a, &json!({"a": {"x": 2, "y": 3}, "list": [2], "n": 5, "b": false, "s": "new", "z": null}));
-        assert_eq!(
-            a,
-            json!({"a": {"x": 2, "y": 3, "keep": "k"}, "list": [2, 1], "n": 5, "b": false, "s": "new"})
-        );
+        assert_eq!(a, json!({"a": {"x": 2, "y": 3, "keep": "k"}, "list": [2, 1], "n": 5, "b": false, "s": "new"}));
     }
 }

@@ -99,8 +99,8 @@ fn err(field: impl Into<String>, rule: impl Into<String>) -> ShipyardError {
 impl Shipyard {
     /// Parses YAML (or JSON) and validates it.
     pub fn parse(yaml: &str) -> Result<Shipyard, ShipyardError> {
-        let shipyard: Shipyard = yaml_serde::from_str(yaml)
-            .map_err(|e| err("shipyard", format!("not a valid shipyard document: {e}")))?;
+        let shipyard: Shipyard =
+            yaml_serde::from_str(yaml).map_err(|e| err("shipyard", format!("not a valid shipyard document: {e}")))?;
         shipyard.validate()?;
         Ok(shipyard)
     }
@@ -144,7 +144,10 @@ impl Shipyard {
             let field = format!("spec.stages[{i}].name");
             names::check_stage(&stage.name).map_err(|r| err(&field, r))?;
             if !stage_names.insert(stage.name.as_str()) {
-                return Err(err(field, format!("stage {:?} is declared twice; stage names must be unique", stage.name)));
+                return Err(err(
+                    field,
+                    format!("stage {:?} is declared twice; stage names must be unique", stage.name),
+                ));
             }
             let mut seq_names = HashSet::new();
             for (j, seq) in stage.sequences.iter().enumerate() {
@@ -153,11 +156,17 @@ impl Shipyard {
                 if !seq_names.insert(seq.name.as_str()) {
                     return Err(err(
                         format!("{base}.name"),
-                        format!("sequence {:?} is declared twice in stage {:?}; sequence names must be unique per stage", seq.name, stage.name),
+                        format!(
+                            "sequence {:?} is declared twice in stage {:?}; sequence names must be unique per stage",
+                            seq.name, stage.name
+                        ),
                     ));
                 }
                 if seq.tasks.is_empty() {
-                    return Err(err(format!("{base}.tasks"), format!("sequence {:?} needs at least one task", seq.name)));
+                    return Err(err(
+                        format!("{base}.tasks"),
+                        format!("sequence {:?} needs at least one task", seq.name),
+                    ));
                 }
                 let mut task_names = HashSet::new();
                 for (k, task) in seq.tasks.iter().enumerate() {
@@ -166,7 +175,10 @@ impl Shipyard {
                     if !task_names.insert(task.name.as_str()) {
                         return Err(err(
                             format!("{tf}.name"),
-                            format!("task {:?} appears twice in sequence {:?}; task names must be unique per sequence", task.name, seq.name),
+                            format!(
+                                "task {:?} appears twice in sequence {:?}; task names must be unique per sequence",
+                                task.name, seq.name
+                            ),
                         ));
                     }
                     if !task.triggered_after.is_empty() {
@@ -189,13 +201,19 @@ impl Shipyard {
                     let field = format!("spec.stages[{i}].sequences[{j}].triggeredOn[{t}].event");
                     let parts: Vec<&str> = trig.event.split('.').collect();
                     let [st, sq, kind] = parts.as_slice() else {
-                        return Err(err(field, format!("{:?} must have the form <stage>.<sequence>.finished", trig.event)));
+                        return Err(err(
+                            field,
+                            format!("{:?} must have the form <stage>.<sequence>.finished", trig.event),
+                        ));
                     };
                     if *kind != "finished" {
                         return Err(err(field, format!("{:?} must end in \".finished\"", trig.event)));
                     }
                     let Some(target) = self.stage(st) else {
-                        return Err(err(field, format!("{:?} refers to stage {st:?}, which this shipyard does not declare", trig.event)));
+                        return Err(err(
+                            field,
+                            format!("{:?} refers to stage {st:?}, which this shipyard does not declare", trig.event),
+                        ));
                     };
                     if *sq != "evaluation" && !target.sequences.iter().any(|s| s.name == *sq) {
                         return Err(err(
@@ -212,7 +230,8 @@ impl Shipyard {
 
 /// `spec.keptn.sh/<semver>` with version ≥ 0.2 (as keptn checks).
 fn check_api_version(v: &str) -> Result<(), ShipyardError> {
-    let rule = || err("apiVersion", format!("{v:?} is not supported: use spec.keptn.sh/0.2.x (e.g. spec.keptn.sh/0.2.3)"));
+    let rule =
+        || err("apiVersion", format!("{v:?} is not supported: use spec.keptn.sh/0.2.x (e.g. spec.keptn.sh/0.2.3)"));
     let version = v.strip_prefix("spec.keptn.sh/").ok_or_else(rule)?;
     let mut parts = version.split('.').map(|p| p.parse::<u64>());
     let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {

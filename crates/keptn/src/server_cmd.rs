@@ -1,0 +1,103 @@
+//! `keptn server`: flags (each also as `KEPTN_…` env), logging, token, signals.
+
+use anyhow::Context as _;
+use clap::Args;
+use keptn_server::{ServerConfig, load_or_create_token};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the server keeps its database and API token.
+    #[arg(long, env = "KEPTN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "KEPTN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A task nobody answers (.started or .finished) within this time ends its sequence.
+    #[arg(long, env = "KEPTN_TASK_START_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    task_start_timeout: Duration,
+    /// Database: default SQLite in the data dir; `postgres://user@host/db` for PostgreSQL.
+    #[arg(long, env = "KEPTN_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "KEPTN_MAX_BODY_SIZE", default_value_t = 5 * 1024 * 1024)]
+    max_body_size: usize,
+    /// Integrations that have not pinged for this long are removed.
+    #[arg(long, env = "KEPTN_INTEGRATION_TTL", default_value = "48h", value_parser = parse_duration)]
+    integration_ttl: Duration,
+    /// Log format: text or json.
+    #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    keptn_spec::duration::parse(s)
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("keptn")
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEPTN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let started = std::time::Instant::now();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let api_token = match std::env::var("KEPTN_API_TOKEN").ok().filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None => {
+            let (token, fresh) = load_or_create_token(&data_dir)?;
+            if fresh {
+                println!("Generated API token (stored in {}): {token}", data_dir.join("api-token").display());
+            }
+            token
+        }
+    };
+    let config = ServerConfig {
+        data_dir: data_dir.clone(),
+        listen: args.listen,
+        task_start_timeout: args.task_start_timeout,
+        database_url: args.database_url,
+        api_token,
+        max_body_bytes: args.max_body_size,
+        integration_ttl: args.integration_ttl,
+    };
+    let server =
+        keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;
+    tracing::info!(
+        addr = %server.addr,
+        data_dir = %data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "keptn server listening"
+    );
+    println!("keptn server listening on http://{}", server.addr);
+    server.wait().await;
+    Ok(())
+}

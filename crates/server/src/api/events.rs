@@ -1,0 +1,333 @@
+//! Event ingestion (`POST /api/v1/event`), the datastore reads, the pull API for integrations
+//! and the evaluation trigger.
+
+use super::Shared;
+use super::paging::Page;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::timers::now_ms;
+use crate::writer::parse_time;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use keptn_engine::format_time;
+use keptn_spec::event_type::{self, EventType};
+use keptn_spec::{KeptnEvent, duration};
+use keptn_store::{EventQuery, OpenTriggeredQuery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub const API_SOURCE: &str = "https://github.com/keptn/keptn/api";
+
+/// keptn keeps a UUID context, derives a stable UUID from any other string, and makes one up
+/// when none is given.
+fn keptn_context(given: &str) -> String {
+    if given.is_empty() {
+        return uuid::Uuid::new_v4().to_string();
+    }
+    match uuid::Uuid::parse_str(given) {
+        Ok(u) => u.to_string(),
+        Err(_) => uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, given.as_bytes()).to_string(),
+    }
+}
+
+/// Checks an incoming event the way the control plane needs it, and fills keptn's defaults.
+fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the event must be a JSON object (a CloudEvent in structured mode)"));
+    }
+    let mut event: KeptnEvent =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("not a keptn CloudEvent: {e}")))?;
+    if event.ty.is_empty() {
+        return Err(ApiError::bad_request("type is required, e.g. sh.keptn.event.dev.delivery.triggered"));
+    }
+    if !event.data.is_object() {
+        return Err(ApiError::bad_request("data is required and must be an object with project, stage and service"));
+    }
+    event.id = uuid::Uuid::new_v4().to_string();
+    event.time = format_time(now_ms());
+    event.shkeptncontext = keptn_context(&event.shkeptncontext);
+    if event.source.is_empty() {
+        event.source = API_SOURCE.into();
+    }
+    if event.specversion.is_empty() {
+        event.specversion = "1.0".into();
+    }
+    if event.datacontenttype.is_none() {
+        event.datacontenttype = Some("application/json".into());
+    }
+    match EventType::parse(&event.ty) {
+        EventType::Sequence { stage, kind, .. } if kind == "triggered" => {
+            for field in ["project", "service"] {
+                if event.data.get(field).and_then(Value::as_str).unwrap_or("").is_empty() {
+                    return Err(ApiError::bad_request(format!("data.{field} is required to trigger a sequence")));
+                }
+            }
+            match event.stage() {
+                "" => event.data["stage"] = json!(stage),
+                s if s != stage => {
+                    return Err(ApiError::bad_request(format!(
+                        "data.stage {s:?} does not match the stage {stage:?} in the event type"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        EventType::Task { kind, .. } if (kind == "started" || kind == "finished") && event.triggeredid.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "triggeredid is required on a .{kind} event: set it to the id of the .triggered event it answers"
+            )));
+        }
+        _ => {}
+    }
+    let catalog = state.catalog.read().expect("catalog");
+    catalog.check_scope(event.project(), event.stage(), event.service()).map_err(ApiError::not_found)?;
+    Ok(event)
+}
+
+pub async fn post_event(State(state): State<Shared>, JsonBody(body): JsonBody<Value>) -> ApiResult<Json<Value>> {
+    let event = prepare(&state, body)?;
+    let context = event.shkeptncontext.clone();
+    state.writer.ingest(event).await?;
+    Ok(Json(json!({ "keptnContext": context })))
+}
+
+fn time_param(name: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("{name} {s:?} is not a time; use ISO 8601, e.g. 2023-12-01T10:00:00.000Z"))
+        }),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DatastoreParams {
+    project: Option<String>,
+    stage: Option<String>,
+    service: Option<String>,
+    keptn_context: Option<String>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    #[serde(rename = "eventID")]
+    event_id: Option<String>,
+    source: Option<String>,
+    from_time: Option<String>,
+    before_time: Option<String>,
+    root: Option<String>,
+    page_size: Option<String>,
+    next_page_key: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.is_empty())
+}
+
+pub async fn datastore_events(State(state): State<Shared>, Query(p): Query<DatastoreParams>) -> ApiResult<Json<Value>> {
+    let page = Page::parse(p.page_size.as_deref(), p.next_page_key.as_deref(), 100)?;
+    let q = EventQuery {
+        project: nonempty(&p.project),
+        stage: nonempty(&p.stage),
+        service: nonempty(&p.service),
+        context: nonempty(&p.keptn_context),
+        ty: nonempty(&p.ty),
+        event_id: nonempty(&p.event_id),
+        source: nonempty(&p.source),
+        from_ms: time_param("fromTime", p.from_time.as_ref())?,
+        before_ms: time_param("beforeTime", p.before_time.as_ref())?,
+        root: p.root.as_deref().is_some_and(|r| !r.is_empty()),
+        offset: page.offset,
+        limit: page.limit,
+    };
+    let (events, total) = state.store.query_events(&q).await?;
+    Ok(Json(
+        json!({ "events": events, "nextPageKey": page.next_key(total), "pageSize": events.len(), "totalCount": total }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ByTypeParams {
+    filter: Option<String>,
+    exclude_invalidated: Option<String>,
+    from_time: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /event/type/{eventType}?filter=data.project:p AND data.service:s` (lighthouse's query).
+pub async fn datastore_events_by_type(
+    State(state): State<Shared>,
+    Path(event_type): Path<String>,
+    Query(p): Query<ByTypeParams>,
+) -> ApiResult<Json<Value>> {
+    let page = Page::parse(p.limit.as_deref(), None, 100)?;
+    let filter = p.filter.unwrap_or_default();
+    let mut q = EventQuery { ty: Some(event_type), offset: 0, limit: 1000, ..EventQuery::default() };
+    q.from_ms = time_param("fromTime", p.from_time.as_ref())?;
+    let mut post: Vec<(String, Vec<String>)> = Vec::new();
+    for clause in filter.split(" AND ").map(str::trim).filter(|c| !c.is_empty()) {
+        let (key, values) = clause
+            .split_once(':')
+            .ok_or_else(|| ApiError::bad_request(format!("filter clause {clause:?} must look like key:value")))?;
+        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+        let single = (values.len() == 1).then(|| values[0].clone());
+        match (key.trim(), single) {
+            ("data.project", Some(v)) => q.project = Some(v),
+            ("data.stage", Some(v)) => q.stage = Some(v),
+            ("data.service", Some(v)) => q.service = Some(v),
+            ("shkeptncontext", Some(v)) => q.context = Some(v),
+            ("source", Some(v)) => q.source = Some(v),
+            ("id", Some(v)) => q.event_id = Some(v),
+            (k, _) => post.push((k.to_string(), values)),
+        }
+    }
+    if q.project.is_none() && q.context.is_none() {
+        return Err(ApiError::bad_request("filter must contain data.project or shkeptncontext"));
+    }
+    let (events, _) = state.store.query_events(&q).await?;
+    let mut invalidated = std::collections::HashSet::new();
+    if p.exclude_invalidated.as_deref() == Some("true") {
+        let iq = EventQuery {
+            project: q.project.clone(),
+            context: q.context.clone(),
+            ty: Some(event_type::task("evaluation", "invalidated")),
+            limit: 10_000,
+            ..EventQuery::default()
+        };
+        for ev in state.store.query_events(&iq).await?.0 {
+            if let Some(t) = ev["triggeredid"].as_str() {
+                invalidated.insert(t.to_string());
+            }
+        }
+    }
+    let matching: Vec<Value> = events
+        .into_iter()
+        .filter(|ev| ev["triggeredid"].as_str().is_none_or(|t| !invalidated.contains(t)))
+        .filter(|ev| {
+            post.iter().all(|(k, vals)| {
+                let ptr = format!("/{}", k.replace('.', "/"));
+                ev.pointer(&ptr)
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .is_some_and(|v| vals.contains(&v))
+            })
+        })
+        .take(page.limit as usize)
+        .collect();
+    let total = matching.len();
+    Ok(Json(json!({ "events": matching, "pageSize": total, "totalCount": total, "nextPageKey": "0" })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenParams {
+    project: Option<String>,
+    stage: Option<String>,
+    service: Option<String>,
+    #[serde(rename = "eventID")]
+    event_id: Option<String>,
+    page_size: Option<String>,
+    next_page_key: Option<String>,
+}
+
+/// Open `.triggered` events of one type: what keptn 1.x integrations in remote mode poll.
+pub async fn open_triggered(
+    State(state): State<Shared>,
+    Path(event_type): Path<String>,
+    Query(p): Query<OpenParams>,
+) -> ApiResult<Json<Value>> {
+    let page = Page::parse(p.page_size.as_deref(), p.next_page_key.as_deref(), 100)?;
+    if let Some(project) = nonempty(&p.project)
+        && state.catalog.read().expect("catalog").project(&project).is_none()
+    {
+        return Err(ApiError::not_found(format!("project {project:?} does not exist")));
+    }
+    let q = OpenTriggeredQuery {
+        ty: event_type,
+        project: nonempty(&p.project),
+        stage: nonempty(&p.stage),
+        service: nonempty(&p.service),
+        event_id: nonempty(&p.event_id),
+        now_ms: now_ms(),
+        offset: page.offset,
+        limit: page.limit,
+    };
+    let (events, total) = state.store.open_triggered(&q).await?;
+    Ok(Json(
+        json!({ "events": events, "nextPageKey": page.next_key(total), "pageSize": events.len(), "totalCount": total }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct EvaluationBody {
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    #[serde(default)]
+    timeframe: String,
+    #[serde(default)]
+    labels: Option<Value>,
+    #[serde(default)]
+    gitcommitid: String,
+}
+
+/// keptn's time formats for evaluation windows: RFC 3339, or `2006-01-02T15:04:05` (UTC).
+fn evaluation_time(name: &str, s: &str) -> ApiResult<String> {
+    if parse_time(s).is_some() {
+        return Ok(s.to_string());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .map(|t| format_time(t.and_utc().timestamp_millis()))
+        .map_err(|_| ApiError::bad_request(format!("{name} {s:?} is not a time; use e.g. 2023-12-01T10:00:00.000Z")))
+}
+
+/// `POST …/stage/{s}/service/{svc}/evaluation`: triggers the built-in evaluation sequence.
+pub async fn trigger_evaluation(
+    State(state): State<Shared>,
+    Path((project, stage, service)): Path<(String, String, String)>,
+    raw: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let body: EvaluationBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        EvaluationBody::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("request body is not a valid evaluation request: {e}")))?
+    };
+    state.catalog.read().expect("catalog").check_scope(&project, &stage, &service).map_err(ApiError::not_found)?;
+    if !body.end.is_empty() && !body.timeframe.is_empty() {
+        return Err(ApiError::bad_request("end and timeframe are mutually exclusive; send one of them"));
+    }
+    let mut evaluation = serde_json::Map::new();
+    if !body.timeframe.is_empty() {
+        duration::parse(&body.timeframe).map_err(|e| ApiError::bad_request(format!("timeframe: {e}")))?;
+        evaluation.insert("timeframe".into(), json!(body.timeframe));
+    }
+    if !body.start.is_empty() {
+        evaluation.insert("start".into(), json!(evaluation_time("start", &body.start)?));
+    }
+    if !body.end.is_empty() {
+        if body.start.is_empty() {
+            return Err(ApiError::bad_request("end needs a start"));
+        }
+        evaluation.insert("end".into(), json!(evaluation_time("end", &body.end)?));
+    }
+    if body.end.is_empty() && body.timeframe.is_empty() {
+        evaluation.insert("timeframe".into(), json!("5m"));
+    }
+    let mut data = json!({ "project": project, "stage": stage, "service": service, "evaluation": evaluation });
+    if let Some(labels) = body.labels {
+        data["labels"] = labels;
+    }
+    let context = uuid::Uuid::new_v4().to_string();
+    let mut event = KeptnEvent::new(
+        uuid::Uuid::new_v4().to_string(),
+        event_type::sequence(&stage, "evaluation", "triggered"),
+        context.clone(),
+        format_time(now_ms()),
+        data,
+    );
+    event.source = API_SOURCE.into();
+    event.gitcommitid = body.gitcommitid;
+    state.writer.ingest(event).await?;
+    Ok(Json(json!({ "keptnContext": context })))
+}

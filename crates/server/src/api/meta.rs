@@ -1,0 +1,41 @@
+//! Health, auth check, metadata, metrics and the OpenAPI document.
+
+use super::Shared;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "OK" }))
+}
+
+pub async fn auth() -> Json<Value> {
+    Json(json!({}))
+}
+
+pub async fn metadata() -> Json<Value> {
+    Json(json!({
+        "namespace": "keptn",
+        "keptnlabel": "keptn",
+        "keptnversion": env!("CARGO_PKG_VERSION"),
+        "bridgeversion": env!("CARGO_PKG_VERSION"),
+        "shipyardversion": "0.2.0",
+        "automaticprovisioning": false,
+        "product": "keptn-rs",
+    }))
+}
+
+pub async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("../../openapi.json"))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; the API is documented at /api/openapi.json")
+}

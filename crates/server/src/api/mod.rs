@@ -1,0 +1,124 @@
+//! The HTTP API: keptn's paths and shapes, thin handlers over the store, catalog and writer.
+
+mod events;
+mod meta;
+mod paging;
+mod project;
+mod sequence;
+mod uniform;
+
+use crate::catalog::Catalog;
+use crate::error::ApiError;
+use crate::uniform::Directory;
+use crate::writer::WriterHandle;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use keptn_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::{Arc, RwLock};
+use tokio::sync::Mutex;
+
+pub struct AppState {
+    pub store: Store,
+    pub writer: WriterHandle,
+    pub catalog: RwLock<Catalog>,
+    /// Serialises project and service changes (store + catalog + engine stay in step).
+    pub crud: Mutex<()>,
+    pub directory: Directory,
+    pub token: String,
+    pub metrics: PrometheusHandle,
+    pub integration_ttl_ms: i64,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+    let cp = "/api/controlPlane/v1";
+    let authed = Router::new()
+        .route("/api/v1/auth", post(meta::auth))
+        .route("/api/v1/metadata", get(meta::metadata))
+        .route("/api/v1/event", post(events::post_event))
+        .route("/api/mongodb-datastore/event", get(events::datastore_events))
+        .route("/api/mongodb-datastore/event/type/{event_type}", get(events::datastore_events_by_type))
+        .route(&format!("{cp}/project"), get(project::list).post(project::create).put(project::update))
+        .route(&format!("{cp}/project/{{project}}"), get(project::get_one).delete(project::delete))
+        .route(&format!("{cp}/project/{{project}}/stage"), get(project::stages))
+        .route(&format!("{cp}/project/{{project}}/stage/{{stage}}"), get(project::stage))
+        .route(&format!("{cp}/project/{{project}}/stage/{{stage}}/service"), get(project::stage_services))
+        .route(&format!("{cp}/project/{{project}}/stage/{{stage}}/service/{{service}}"), get(project::stage_service))
+        .route(
+            &format!("{cp}/project/{{project}}/stage/{{stage}}/service/{{service}}/evaluation"),
+            post(events::trigger_evaluation),
+        )
+        .route(&format!("{cp}/project/{{project}}/service"), post(project::create_service))
+        .route(&format!("{cp}/project/{{project}}/service/{{service}}"), axum::routing::delete(project::delete_service))
+        .route(&format!("{cp}/event/triggered/{{event_type}}"), get(events::open_triggered))
+        .route(&format!("{cp}/event"), post(events::post_event))
+        .route(&format!("{cp}/sequence/{{project}}"), get(sequence::states))
+        .route(&format!("{cp}/sequence/{{project}}/{{context}}/control"), post(sequence::control))
+        .route(&format!("{cp}/sequence-execution"), get(sequence::executions))
+        .route(&format!("{cp}/uniform/registration"), get(uniform::list).post(uniform::register))
+        .route(&format!("{cp}/uniform/registration/{{id}}"), get(uniform::get_one).delete(uniform::unregister))
+        .route(&format!("{cp}/uniform/registration/{{id}}/ping"), put(uniform::ping))
+        .route(
+            &format!("{cp}/uniform/registration/{{id}}/subscription"),
+            get(uniform::list_subscriptions).post(uniform::create_subscription),
+        )
+        .route(
+            &format!("{cp}/uniform/registration/{{id}}/subscription/{{sid}}"),
+            get(uniform::get_subscription).put(uniform::put_subscription).delete(uniform::delete_subscription),
+        )
+        .route(&format!("{cp}/log"), get(uniform::logs).post(uniform::post_logs).delete(uniform::delete_logs))
+        .route("/metrics", get(meta::metrics))
+        .route("/api/openapi.json", get(meta::openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(meta::health))
+        .route("/api/health", get(meta::health))
+        .merge(authed)
+        .fallback(meta::not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// `x-token` (keptn) or `Authorization: Bearer` (for Prometheus scrapes) must carry the API token.
+async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let headers = req.headers();
+    let given = headers
+        .get("x-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn refresh_directory(state: &Shared) -> Result<(), ApiError> {
+    uniform::refresh(state).await
+}
+
+/// Integrations that stopped pinging disappear after the TTL (keptn's TTL index). A slow
+/// housekeeping sweep, not on any event's path.
+pub async fn expire_integrations(state: Shared) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::timers::now_ms() - state.integration_ttl_ms;
+        match state.store.expire_integrations(cutoff).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(expired = n, "integrations expired");
+                let _ = refresh_directory(&state).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not expire integrations"),
+        }
+    }
+}

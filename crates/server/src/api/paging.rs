@@ -1,0 +1,51 @@
+//! keptn's pagination: `pageSize` (default 20) and `nextPageKey` (a stringified offset; "0" = no more).
+
+use crate::error::ApiError;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageParams {
+    pub page_size: Option<String>,
+    pub next_page_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Page {
+    pub fn parse(size: Option<&str>, key: Option<&str>, max: i64) -> Result<Page, ApiError> {
+        let limit = match size.filter(|s| !s.is_empty()) {
+            None => 20,
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::bad_request(format!("pageSize {s:?} must be a number from 1 to {max}")))?,
+        };
+        let offset = match key.filter(|s| !s.is_empty()) {
+            None => 0,
+            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ApiError::bad_request(format!("nextPageKey {s:?} is invalid; pass the value of a previous response"))
+            })?,
+        };
+        Ok(Page { offset, limit })
+    }
+
+    pub fn from(p: &PageParams, max: i64) -> Result<Page, ApiError> {
+        Page::parse(p.page_size.as_deref(), p.next_page_key.as_deref(), max)
+    }
+
+    /// The next page key for a result of `total` items: "0" when this was the last page.
+    pub fn next_key(&self, total: i64) -> String {
+        let next = self.offset + self.limit;
+        if next < total { next.to_string() } else { "0".into() }
+    }
+
+    pub fn slice<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        all.iter().skip(self.offset as usize).take(self.limit as usize).cloned().collect()
+    }
+}

@@ -1,0 +1,143 @@
+//! Delivers committed events: to in-process subscribers (the bus) and to push integrations
+//! (HTTP POST with retries and backoff). An event leaves the outbox once every push target has
+//! it or gave up; after a crash, what is still in the outbox is delivered again (at-least-once;
+//! integrations dedup by event id, as keptn's SDK does).
+
+use crate::uniform::Directory;
+use keptn_spec::KeptnEvent;
+use keptn_store::Store;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::timers::now_ms;
+
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub event: KeptnEvent,
+    pub due_ms: i64,
+}
+
+const ATTEMPTS: u32 = 6;
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub directory: Directory,
+    pub bus: broadcast::Sender<Arc<KeptnEvent>>,
+    pub http: reqwest::Client,
+}
+
+impl Dispatcher {
+    /// Runs until the sender side closes. Events still in the outbox at start are sent first.
+    pub fn spawn(self, mut rx: mpsc::UnboundedReceiver<Vec<Outgoing>>) -> tokio::task::JoinHandle<()> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(delete_delivered(self.store.clone(), done_rx));
+        tokio::spawn(async move {
+            let me = Arc::new(self);
+            let mut delayed: BTreeMap<(i64, u64), Outgoing> = BTreeMap::new();
+            let mut n = 0u64;
+            match me.store.outbox_pending(i64::MAX).await {
+                Ok(rows) => {
+                    for (body, due_ms) in rows {
+                        if let Ok(event) = serde_json::from_value::<KeptnEvent>(body) {
+                            n += 1;
+                            delayed.insert((due_ms, n), Outgoing { event, due_ms });
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not read the outbox"),
+            }
+            loop {
+                let now = now_ms();
+                while let Some(entry) = delayed.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    me.deliver(entry.remove(), &done_tx);
+                }
+                crate::metrics::queue_depth(delayed.len());
+                let next = delayed.keys().next().map(|(at, _)| *at);
+                let sleep = async {
+                    match next {
+                        Some(at) => tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(batch) => {
+                            let now = now_ms();
+                            for out in batch {
+                                if out.due_ms <= now {
+                                    me.deliver(out, &done_tx);
+                                } else {
+                                    n += 1;
+                                    delayed.insert((out.due_ms, n), out);
+                                }
+                            }
+                        }
+                        None => return,
+                    },
+                    _ = sleep => {}
+                }
+            }
+        })
+    }
+
+    fn deliver(self: &Arc<Self>, out: Outgoing, done: &mpsc::UnboundedSender<String>) {
+        let event = Arc::new(out.event);
+        let _ = self.bus.send(event.clone());
+        let targets = self.directory.push_targets(&event.ty, event.project(), event.stage(), event.service());
+        if targets.is_empty() {
+            let _ = done.send(event.id.clone());
+            return;
+        }
+        let me = self.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut posts = tokio::task::JoinSet::new();
+            for (integration, url, subscription) in targets {
+                let mut ev = (*event).clone();
+                if ev.data.is_object() {
+                    ev.data["temporaryData"]["distributor"] = json!({ "subscriptionID": subscription });
+                }
+                let me = me.clone();
+                posts.spawn(async move { me.post_with_retries(&integration, &url, &ev).await });
+            }
+            posts.join_all().await;
+            let _ = done.send(event.id.clone());
+        });
+    }
+
+    async fn post_with_retries(&self, integration: &str, url: &str, event: &KeptnEvent) {
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=ATTEMPTS {
+            let sent =
+                self.http.post(url).header("content-type", "application/cloudevents+json").json(event).send().await;
+            match sent {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(integration, url, status = %r.status(), attempt, "push delivery refused"),
+                Err(e) => tracing::warn!(integration, url, error = %e, attempt, "push delivery failed"),
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 4).min(Duration::from_secs(30));
+            }
+        }
+        crate::metrics::push_failed();
+        tracing::error!(integration, url, event = %event.id, "giving up push delivery after {ATTEMPTS} attempts");
+    }
+}
+
+/// Removes delivered events from the outbox in batches.
+async fn delete_delivered(store: Store, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut ids = Vec::new();
+    while rx.recv_many(&mut ids, 512).await > 0 {
+        if let Err(e) = store.outbox_delete(&ids).await {
+            tracing::warn!(error = %e, "could not clear delivered events from the outbox");
+        }
+        ids.clear();
+    }
+}

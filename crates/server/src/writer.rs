@@ -1,0 +1,310 @@
+//! The single writer: owns the engine, turns each batch of inputs into one database
+//! transaction (incoming events, state changes and outgoing events commit together), then
+//! hands committed events to the dispatcher and arms timers. Group commit gives throughput.
+
+use crate::dispatch::Outgoing;
+use crate::error::ApiError;
+use crate::metrics as m;
+use crate::timers::{TimerHandle, now_ms};
+use keptn_engine::{Control, Effect, Engine, Input, Timer};
+use keptn_spec::event_type::EventType;
+use keptn_spec::{KeptnEvent, Shipyard};
+use keptn_store::{Store, StoreError, Tx};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+const MAX_BATCH: usize = 1024;
+
+type Reply = oneshot::Sender<Result<(), ApiError>>;
+
+pub enum WriteCmd {
+    /// Store an event (from the API or the control plane itself) and run it through the engine.
+    Ingest {
+        event: Box<KeptnEvent>,
+        received: Instant,
+        reply: Option<oneshot::Sender<Result<(), ApiError>>>,
+    },
+    Timer(Timer),
+    Control {
+        project: String,
+        context: String,
+        stage: Option<String>,
+        action: Control,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    SetShipyard {
+        project: String,
+        shipyard: Shipyard,
+    },
+    DeleteProject {
+        project: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteCmd>,
+}
+
+impl WriterHandle {
+    pub async fn send(&self, cmd: WriteCmd) -> Result<(), ApiError> {
+        self.tx.send(cmd).await.map_err(|_| ApiError::unavailable("the server is shutting down"))
+    }
+
+    async fn ask(&self, cmd: impl FnOnce(oneshot::Sender<Result<(), ApiError>>) -> WriteCmd) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(cmd(reply)).await?;
+        rx.await.map_err(|_| ApiError::unavailable("the server is shutting down"))?
+    }
+
+    /// Stores the event durably and runs it; returns once committed.
+    pub async fn ingest(&self, event: KeptnEvent) -> Result<(), ApiError> {
+        let received = Instant::now();
+        self.ask(|reply| WriteCmd::Ingest { event: Box::new(event), received, reply: Some(reply) }).await
+    }
+
+    pub async fn control(
+        &self,
+        project: String,
+        context: String,
+        stage: Option<String>,
+        action: Control,
+    ) -> Result<(), ApiError> {
+        self.ask(|reply| WriteCmd::Control { project, context, stage, action, reply }).await
+    }
+
+    pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), ApiError> {
+        self.send(WriteCmd::SetShipyard { project, shipyard }).await
+    }
+
+    pub async fn delete_project(&self, project: String) -> Result<(), ApiError> {
+        self.ask(|reply| WriteCmd::DeleteProject { project, reply }).await
+    }
+}
+
+pub struct Writer {
+    store: Store,
+    engine: Engine,
+    engine_config: keptn_engine::Config,
+    timers: Option<TimerHandle>,
+    dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
+    next_seq: i64,
+}
+
+/// What one batch produced, applied only after a successful commit.
+#[derive(Default)]
+struct Produced {
+    outgoing: Vec<Outgoing>,
+    timers: Vec<(i64, Timer)>,
+    replies: Vec<(Reply, Result<(), ApiError>)>,
+    hops: Vec<Instant>,
+    deletes: Vec<(String, oneshot::Sender<Result<(), ApiError>>)>,
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Writer {
+    pub async fn load(
+        store: Store,
+        engine_config: keptn_engine::Config,
+        dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
+    ) -> Result<Writer, StoreError> {
+        let engine = Self::restore_engine(&store, &engine_config).await?;
+        let next_seq = store.max_event_seq().await? + 1;
+        Ok(Writer { store, engine, engine_config, timers: None, dispatch, next_seq })
+    }
+
+    async fn restore_engine(store: &Store, config: &keptn_engine::Config) -> Result<Engine, StoreError> {
+        let mut shipyards = std::collections::HashMap::new();
+        for p in store.list_projects().await? {
+            match Shipyard::parse(&p.shipyard) {
+                Ok(s) => {
+                    shipyards.insert(p.name, s);
+                }
+                Err(e) => tracing::error!(project = %p.name, error = %e, "stored shipyard is invalid"),
+            }
+        }
+        let executions = store.load_open_executions().await?;
+        let markers = store.load_pause_markers().await?;
+        Ok(Engine::restore(config.clone(), shipyards, executions, markers))
+    }
+
+    /// Starts the writer task; timers are armed for the restored state.
+    pub fn spawn(mut self) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<WriteCmd>(4096);
+        let handle = WriterHandle { tx };
+        let timers = crate::timers::spawn(handle.clone());
+        for (at, timer) in self.engine.timers() {
+            timers.arm(at, timer);
+        }
+        self.timers = Some(timers);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                self.run_batch(std::mem::take(&mut batch)).await;
+            }
+        });
+        (handle, task)
+    }
+
+    async fn run_batch(&mut self, batch: Vec<WriteCmd>) {
+        let mut produced = Produced::default();
+        let outcome = self.apply(batch, &mut produced).await;
+        match outcome {
+            Ok(()) => {
+                if !produced.outgoing.is_empty() {
+                    m::events_out(produced.outgoing.len());
+                    let _ = self.dispatch.send(std::mem::take(&mut produced.outgoing));
+                }
+                for started in &produced.hops {
+                    m::task_hop(started.elapsed());
+                }
+                if let Some(t) = &self.timers {
+                    for (at, timer) in produced.timers.drain(..) {
+                        t.arm(at, timer);
+                    }
+                }
+                for (reply, result) in produced.replies {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write transaction failed; reloading state from the store");
+                for (reply, _) in produced.replies {
+                    let _ = reply
+                        .send(Err(ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))));
+                }
+                match Self::restore_engine(&self.store, &self.engine_config).await {
+                    Ok(engine) => self.engine = engine,
+                    Err(e) => tracing::error!(error = %e, "could not reload state"),
+                }
+                if let Ok(max) = self.store.max_event_seq().await {
+                    self.next_seq = max + 1;
+                }
+            }
+        }
+        for (project, reply) in produced.deletes {
+            let result = self.store.delete_project(&project).await.map_err(ApiError::from);
+            self.engine.remove_project(&project);
+            let _ = reply.send(result);
+        }
+        m::sequences(self.engine.executions().map(|e| e.state.as_str()));
+    }
+
+    async fn apply(&mut self, batch: Vec<WriteCmd>, out: &mut Produced) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        for cmd in batch {
+            let now = now_ms();
+            match cmd {
+                WriteCmd::Ingest { event, received, reply } => {
+                    let seq = self.next_seq;
+                    let time_ms = parse_time(&event.time).unwrap_or(now);
+                    if !tx.insert_event(seq, &event, time_ms).await? {
+                        if let Some(r) = reply {
+                            out.replies.push((r, Ok(())));
+                        }
+                        continue; // duplicate id: already processed
+                    }
+                    self.next_seq += 1;
+                    m::events_in();
+                    self.record_views(&mut tx, &event).await?;
+                    tx.outbox_add(&event.id, now).await?;
+                    out.outgoing.push(Outgoing { event: (*event).clone(), due_ms: now });
+                    let effects = self.engine.handle(Input::Event(*event), now, &mut new_id);
+                    if self.apply_effects(&mut tx, effects, seq, now, out).await? {
+                        out.hops.push(received);
+                    }
+                    if let Some(r) = reply {
+                        out.replies.push((r, Ok(())));
+                    }
+                }
+                WriteCmd::Timer(timer) => {
+                    let effects = self.engine.handle(Input::Timer(timer), now, &mut new_id);
+                    self.apply_effects(&mut tx, effects, 0, now, out).await?;
+                }
+                WriteCmd::Control { project, context, stage, action, reply } => {
+                    let input = Input::Control { project, context, stage, action };
+                    let effects = self.engine.handle(input, now, &mut new_id);
+                    self.apply_effects(&mut tx, effects, 0, now, out).await?;
+                    out.replies.push((reply, Ok(())));
+                }
+                WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(&project, shipyard),
+                WriteCmd::DeleteProject { project, reply } => out.deletes.push((project, reply)),
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Applies engine effects inside the transaction. Returns whether a task `.triggered` went
+    /// out immediately (a task hop).
+    async fn apply_effects(
+        &mut self,
+        tx: &mut Tx<'_>,
+        effects: Vec<Effect>,
+        incoming_seq: i64,
+        now: i64,
+        out: &mut Produced,
+    ) -> Result<bool, StoreError> {
+        let mut hop = false;
+        for effect in effects {
+            match effect {
+                Effect::Emit { event, deliver_at, open } => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    tx.insert_event(seq, &event, deliver_at).await?;
+                    self.record_views(tx, &event).await?;
+                    tx.outbox_add(&event.id, deliver_at).await?;
+                    if open {
+                        tx.open_triggered(&event, seq, deliver_at).await?;
+                    }
+                    if deliver_at <= now && matches!(EventType::parse(&event.ty), EventType::Task { .. }) {
+                        hop = true;
+                    }
+                    out.outgoing.push(Outgoing { event, due_ms: deliver_at });
+                }
+                Effect::Open(event) => tx.open_triggered(&event, incoming_seq, now).await?,
+                Effect::Close { triggered_id } => tx.close_triggered(&triggered_id).await?,
+                Effect::Save(exec) => tx.save_execution(&exec).await?,
+                Effect::SavePauseMarkers(markers) => tx.save_pause_markers(&markers).await?,
+                Effect::ArmTimer { at, timer } => out.timers.push((at, timer)),
+            }
+        }
+        Ok(hop)
+    }
+
+    /// The project view's per-service `lastEventTypes` and `deployedImage`.
+    async fn record_views(&self, tx: &mut Tx<'_>, event: &KeptnEvent) -> Result<(), StoreError> {
+        let (project, stage, service) = (event.project(), event.stage(), event.service());
+        if project.is_empty() || stage.is_empty() || service.is_empty() {
+            return Ok(());
+        }
+        tx.touch_service_event(project, stage, service, &event.ty, &event.id, &event.shkeptncontext, &event.time)
+            .await?;
+        if event.ty == "sh.keptn.event.deployment.finished" {
+            let image = event
+                .data
+                .pointer("/configurationChange/values/image")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(|| {
+                    self.engine.execution_of_task(&event.triggeredid).and_then(|e| {
+                        e.input
+                            .pointer("/configurationChange/values/image")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string)
+                    })
+                });
+            if let Some(image) = image {
+                tx.set_deployed_image(project, stage, service, &image).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}

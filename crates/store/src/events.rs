@@ -1,0 +1,180 @@
+//! The event log (datastore reads), open `.triggered` events (pull API) and the outbox.
+
+use crate::sql::Sql;
+use crate::{Store, StoreError, Tx, parse, to_json};
+use keptn_spec::KeptnEvent;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// Filters of the datastore's event query. `None` filters nothing.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub project: Option<String>,
+    pub stage: Option<String>,
+    pub service: Option<String>,
+    pub context: Option<String>,
+    pub ty: Option<String>,
+    pub event_id: Option<String>,
+    pub source: Option<String>,
+    /// Only events with `time_ms >` this.
+    pub from_ms: Option<i64>,
+    /// Only events with `time_ms <` this.
+    pub before_ms: Option<i64>,
+    /// Only the first event (lowest seq) of each keptnContext.
+    pub root: bool,
+    pub offset: i64,
+    /// ≤ 0: no limit.
+    pub limit: i64,
+}
+
+/// Filters of the pull API (`GET /v1/event/triggered/{type}`).
+#[derive(Debug, Clone, Default)]
+pub struct OpenTriggeredQuery {
+    pub ty: String,
+    pub project: Option<String>,
+    pub stage: Option<String>,
+    pub service: Option<String>,
+    pub event_id: Option<String>,
+    /// Only events due by now (`due_ms <= now_ms`).
+    pub now_ms: i64,
+    pub offset: i64,
+    /// ≤ 0: no limit.
+    pub limit: i64,
+}
+
+fn body(r: &AnyRow) -> Result<Value, StoreError> {
+    let text: String = r.try_get("body")?;
+    parse("event body", &text)
+}
+
+impl Store {
+    /// The highest event seq, 0 if there are no events.
+    pub async fn max_event_seq(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&self.pool).await?)
+    }
+
+    /// Matching event bodies, newest first (`time_ms` desc, then seq desc), and the total count.
+    pub async fn query_events(&self, q: &EventQuery) -> Result<(Vec<Value>, i64), StoreError> {
+        let mut sql = Sql::new("SELECT e.body, e.time_ms, e.seq FROM events e WHERE 1 = 1");
+        sql.eq("e.project", q.project.as_deref())
+            .eq("e.stage", q.stage.as_deref())
+            .eq("e.service", q.service.as_deref())
+            .eq("e.context", q.context.as_deref())
+            .eq("e.ty", q.ty.as_deref())
+            .eq("e.id", q.event_id.as_deref())
+            .eq("e.source", q.source.as_deref())
+            .cmp("e.time_ms", ">", q.from_ms)
+            .cmp("e.time_ms", "<", q.before_ms);
+        if q.root {
+            sql.push(" AND e.seq = (SELECT MIN(f.seq) FROM events f WHERE f.context = e.context)");
+        }
+        let total = sql.count(&self.pool).await?;
+        sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(q.offset, q.limit);
+        let rows = sql.fetch_all(&self.pool).await?;
+        Ok((rows.iter().map(body).collect::<Result<_, _>>()?, total))
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT body FROM events WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(body).transpose()
+    }
+
+    /// Open `.triggered` events of one type that are due, oldest first, and the total count.
+    pub async fn open_triggered(&self, q: &OpenTriggeredQuery) -> Result<(Vec<Value>, i64), StoreError> {
+        let mut sql =
+            Sql::new("SELECT e.body, o.seq FROM open_triggered o JOIN events e ON e.id = o.event_id WHERE 1 = 1");
+        sql.eq("o.ty", Some(&q.ty))
+            .cmp("o.due_ms", "<=", Some(q.now_ms))
+            .eq("o.project", q.project.as_deref())
+            .eq("o.stage", q.stage.as_deref())
+            .eq("o.service", q.service.as_deref())
+            .eq("o.event_id", q.event_id.as_deref());
+        let total = sql.count(&self.pool).await?;
+        sql.push(" ORDER BY o.seq ASC").page(q.offset, q.limit);
+        let rows = sql.fetch_all(&self.pool).await?;
+        Ok((rows.iter().map(body).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Events waiting to be published with their due time, by due time then seq.
+    /// Not filtered by due time: the caller decides what to send now.
+    pub async fn outbox_pending(&self, limit: i64) -> Result<Vec<(Value, i64)>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT e.body, o.due_ms FROM outbox o JOIN events e ON e.id = o.event_id ORDER BY o.due_ms, e.seq",
+        );
+        sql.page(0, limit);
+        let rows = sql.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((body(r)?, r.try_get("due_ms")?))).collect()
+    }
+
+    pub async fn outbox_delete(&self, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new("DELETE FROM outbox WHERE 1 = 1");
+        sql.in_list("event_id", event_ids);
+        sql.query().execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl Tx<'_> {
+    /// Appends an event; `false` (and nothing written) if its id is already stored.
+    pub async fn insert_event(&mut self, seq: i64, ev: &KeptnEvent, time_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO events (seq, id, ty, project, stage, service, context, source, triggeredid, time_ms, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(seq)
+        .bind(&ev.id)
+        .bind(&ev.ty)
+        .bind(ev.project())
+        .bind(ev.stage())
+        .bind(ev.service())
+        .bind(&ev.shkeptncontext)
+        .bind(&ev.source)
+        .bind(&ev.triggeredid)
+        .bind(time_ms)
+        .bind(to_json(ev))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Queues a stored event for publishing at `due_ms` (re-adding updates the due time).
+    pub async fn outbox_add(&mut self, event_id: &str, due_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (event_id, due_ms) VALUES ($1, $2) \
+             ON CONFLICT (event_id) DO UPDATE SET due_ms = excluded.due_ms",
+        )
+        .bind(event_id)
+        .bind(due_ms)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a stored `.triggered` event visible to the pull API from `due_ms` on.
+    pub async fn open_triggered(&mut self, ev: &KeptnEvent, seq: i64, due_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO open_triggered (event_id, ty, project, stage, service, due_ms, seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (event_id) DO UPDATE SET due_ms = excluded.due_ms",
+        )
+        .bind(&ev.id)
+        .bind(&ev.ty)
+        .bind(ev.project())
+        .bind(ev.stage())
+        .bind(ev.service())
+        .bind(due_ms)
+        .bind(seq)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn close_triggered(&mut self, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM open_triggered WHERE event_id = $1").bind(event_id).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,669 @@
+//! One suite, run against SQLite (a temp file) and PostgreSQL (a schema per test).
+//!
+//! PostgreSQL URL: `KEPTN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+//! If it is unreachable the PostgreSQL tests print a notice and pass, unless `CI` is set.
+
+use keptn_engine::{ExecState, Execution, PauseMarker};
+use keptn_spec::KeptnEvent;
+use keptn_store::*;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+
+struct TestDb {
+    url: String,
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg_schema: Option<(String, String)>, // (admin url, schema)
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Runs on success and on panic; async work goes to a thread with its own runtime.
+        if let Some((admin, schema)) = self.pg_schema.take() {
+            let dropped = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let mut conn = PgConnection::connect(&admin).await?;
+                    conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await?;
+                    conn.close().await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("warning: could not drop test schema: {dropped:?}");
+            }
+        }
+    }
+}
+
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("keptn.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut raw(&url).await).await.unwrap();
+    assert_eq!(mode, "wal");
+    TestDb { url, store, _dir: Some(dir), pg_schema: None }
+}
+
+async fn postgres_db() -> Option<TestDb> {
+    let admin =
+        std::env::var("KEPTN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut conn = match PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("PostgreSQL at {admin} unreachable (CI is set): {e}")
+        }
+        Err(e) => {
+            eprintln!("notice: skipping PostgreSQL test, {admin} unreachable: {e}");
+            return None;
+        }
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await.unwrap();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+    let store = Store::connect(&url).await.unwrap();
+    let db = TestDb { url, store, _dir: None, pg_schema: Some((admin, schema.clone())) };
+    assert_eq!(db.store.backend(), Backend::Postgres);
+    // The search_path option took effect: the tables were created in the test's schema.
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1")
+        .bind(&schema)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(tables >= 11, "tables in {schema}: {tables}");
+    conn.close().await.unwrap();
+    Some(db)
+}
+
+/// A connection beside the store's pool (same database / schema).
+async fn raw(url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url).await.unwrap()
+}
+
+/// Runs every listed suite function once per backend: `sqlite::<name>` and `postgres::<name>`.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let db = super::sqlite_db().await;
+                super::$name(&db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(db) = super::postgres_db().await else { return };
+                super::$name(&db).await;
+            })*
+        }
+    };
+}
+
+suite!(
+    migrations_are_idempotent,
+    projects_and_services,
+    insert_event_dedups,
+    query_events_filters_pages_orders,
+    dropped_tx_rolls_back,
+    executions_save_and_load,
+    contexts_page,
+    pause_markers,
+    open_triggered_due_times,
+    outbox,
+    service_stage_state,
+    integrations_and_logs,
+    delete_project_cascades,
+    concurrent_read_modify_write,
+    corrupt_json_is_reported,
+);
+
+// ---- helpers
+
+fn event(id: &str, ty: &str, project: &str, stage: &str, service: &str, context: &str) -> KeptnEvent {
+    KeptnEvent {
+        id: id.into(),
+        ty: ty.into(),
+        source: "test".into(),
+        shkeptncontext: context.into(),
+        time: "2024-01-01T00:00:00.000Z".into(),
+        data: json!({"project": project, "stage": stage, "service": service}),
+        ..KeptnEvent::default()
+    }
+}
+
+fn execution(id: &str, project: &str, context: &str, sequence: &str, triggered_at: i64, state: ExecState) -> Execution {
+    Execution {
+        id: id.into(),
+        project: project.into(),
+        stage: "dev".into(),
+        service: "svc".into(),
+        context: context.into(),
+        sequence: sequence.into(),
+        tasks: vec![],
+        input: json!({"project": project}),
+        gitcommitid: String::new(),
+        triggered_at,
+        state,
+        paused: false,
+        held: None,
+        previous: vec![],
+        current: None,
+        result: None,
+        status: None,
+        message: String::new(),
+        finished_at: None,
+        last_event: None,
+    }
+}
+
+/// Inserts events in one transaction: (seq, event, time_ms).
+async fn insert_events(store: &Store, events: &[(i64, KeptnEvent, i64)]) {
+    let mut tx = store.begin().await.unwrap();
+    for (seq, ev, time) in events {
+        assert!(tx.insert_event(*seq, ev, *time).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+}
+
+fn ids(values: &[Value]) -> Vec<&str> {
+    values.iter().map(|v| v["id"].as_str().unwrap()).collect()
+}
+
+// ---- the suite
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    db.store.create_project("p", "shipyard", 1).await.unwrap();
+    let again = Store::connect(&db.url).await.unwrap();
+    let again2 = Store::connect(&db.url).await.unwrap();
+    assert_eq!(again.list_projects().await.unwrap().len(), 1);
+    assert_eq!(again2.get_project("p").await.unwrap().unwrap().shipyard, "shipyard");
+}
+
+async fn projects_and_services(db: &TestDb) {
+    let s = &db.store;
+    assert!(s.list_projects().await.unwrap().is_empty());
+    s.create_project("zeta", "y1", 10).await.unwrap();
+    s.create_project("alpha", "y2", 20).await.unwrap();
+    assert!(matches!(s.create_project("zeta", "other", 30).await, Err(StoreError::Conflict(_))));
+    let names: Vec<String> = s.list_projects().await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+
+    s.update_project_shipyard("zeta", "y3", 40).await.unwrap();
+    let zeta = s.get_project("zeta").await.unwrap().unwrap();
+    assert_eq!(zeta, ProjectRow { name: "zeta".into(), shipyard: "y3".into(), created_ms: 10, updated_ms: 40 });
+    assert!(matches!(s.update_project_shipyard("nope", "y", 1).await, Err(StoreError::NotFound(_))));
+    assert!(s.get_project("nope").await.unwrap().is_none());
+
+    s.create_service("zeta", "web", 50).await.unwrap();
+    s.create_service("zeta", "api", 60).await.unwrap();
+    s.create_service("alpha", "web", 70).await.unwrap();
+    assert!(matches!(s.create_service("zeta", "web", 80).await, Err(StoreError::Conflict(_))));
+    let services = s.list_services("zeta").await.unwrap();
+    assert_eq!(services.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["api", "web"]);
+    assert_eq!(services[0].project, "zeta");
+    assert_eq!(services[0].created_ms, 60);
+
+    s.delete_service("zeta", "web").await.unwrap();
+    assert!(matches!(s.delete_service("zeta", "web").await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.list_services("zeta").await.unwrap().len(), 1);
+    assert_eq!(s.list_services("alpha").await.unwrap().len(), 1);
+
+    assert!(matches!(s.delete_project("nope").await, Err(StoreError::NotFound(_))));
+    s.delete_project("alpha").await.unwrap();
+    assert!(s.get_project("alpha").await.unwrap().is_none());
+    assert!(s.list_services("alpha").await.unwrap().is_empty());
+}
+
+async fn insert_event_dedups(db: &TestDb) {
+    let s = &db.store;
+    assert_eq!(s.max_event_seq().await.unwrap(), 0);
+    let ev = event("e1", "sh.keptn.event.dev.delivery.triggered", "p", "dev", "svc", "c1");
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.insert_event(1, &ev, 100).await.unwrap());
+    assert!(!tx.insert_event(2, &ev, 200).await.unwrap(), "same id in the same tx");
+    tx.commit().await.unwrap();
+
+    let mut tx = s.begin().await.unwrap();
+    assert!(!tx.insert_event(3, &ev, 300).await.unwrap(), "same id in a later tx");
+    tx.commit().await.unwrap();
+
+    assert_eq!(s.max_event_seq().await.unwrap(), 1);
+    let stored = s.get_event("e1").await.unwrap().unwrap();
+    assert_eq!(stored, serde_json::to_value(&ev).unwrap());
+    assert!(s.get_event("e2").await.unwrap().is_none());
+}
+
+async fn query_events_filters_pages_orders(db: &TestDb) {
+    let s = &db.store;
+    let mut other_source = event("e5", "sh.keptn.event.deployment.started", "p", "prod", "svc", "c2");
+    other_source.source = "helm".into();
+    insert_events(
+        s,
+        &[
+            (1, event("e1", "sh.keptn.event.dev.delivery.triggered", "p", "dev", "svc", "c1"), 1000),
+            (2, event("e2", "sh.keptn.event.deployment.triggered", "p", "dev", "svc", "c1"), 2000),
+            (3, event("e3", "sh.keptn.event.prod.delivery.triggered", "p", "prod", "svc", "c2"), 3000),
+            // Same time as e3: the higher seq comes first.
+            (4, event("e4", "sh.keptn.event.deployment.triggered", "p", "prod", "svc", "c2"), 3000),
+            (5, other_source, 4000),
+            (6, event("e6", "sh.keptn.event.dev.delivery.triggered", "q", "dev", "api", "c3"), 500),
+        ],
+    )
+    .await;
+    assert_eq!(s.max_event_seq().await.unwrap(), 6);
+
+    let all = |q: EventQuery| async move { s.query_events(&q).await.unwrap() };
+    let (evs, total) = all(EventQuery::default()).await;
+    assert_eq!(total, 6);
+    assert_eq!(ids(&evs), ["e5", "e4", "e3", "e2", "e1", "e6"]);
+
+    let (evs, total) = all(EventQuery { project: Some("p".into()), offset: 1, limit: 2, ..Default::default() }).await;
+    assert_eq!((ids(&evs), total), (vec!["e4", "e3"], 5));
+    let (evs, total) = all(EventQuery { project: Some("p".into()), offset: 4, limit: 2, ..Default::default() }).await;
+    assert_eq!((ids(&evs), total), (vec!["e1"], 5));
+    let (evs, _) = all(EventQuery { project: Some("p".into()), offset: 9, limit: 2, ..Default::default() }).await;
+    assert!(evs.is_empty());
+
+    let (evs, _) = all(EventQuery { stage: Some("prod".into()), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e5", "e4", "e3"]);
+    let (evs, _) = all(EventQuery { service: Some("api".into()), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e6"]);
+    let (evs, _) = all(EventQuery { context: Some("c1".into()), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e2", "e1"]);
+    let (evs, _) =
+        all(EventQuery { ty: Some("sh.keptn.event.deployment.triggered".into()), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e4", "e2"]);
+    let (evs, total) = all(EventQuery { event_id: Some("e3".into()), ..Default::default() }).await;
+    assert_eq!((ids(&evs), total), (vec!["e3"], 1));
+    let (evs, _) = all(EventQuery { source: Some("helm".into()), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e5"]);
+    // Exclusive time bounds.
+    let (evs, _) = all(EventQuery { from_ms: Some(1000), before_ms: Some(4000), ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["e4", "e3", "e2"]);
+
+    // Root events: the lowest seq of each context, combined with other filters.
+    let (evs, total) = all(EventQuery { root: true, ..Default::default() }).await;
+    assert_eq!((ids(&evs), total), (vec!["e3", "e1", "e6"], 3));
+    let (evs, total) = all(EventQuery { root: true, project: Some("p".into()), limit: 1, ..Default::default() }).await;
+    assert_eq!((ids(&evs), total), (vec!["e3"], 2));
+    let (evs, _) = all(EventQuery {
+        root: true,
+        stage: Some("dev".into()),
+        ty: Some("sh.keptn.event.deployment.triggered".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(evs.is_empty(), "e2 is not the root of c1");
+}
+
+async fn dropped_tx_rolls_back(db: &TestDb) {
+    let s = &db.store;
+    let ev = event("e1", "sh.keptn.event.dev.delivery.triggered", "p", "dev", "svc", "c1");
+    {
+        let mut tx = s.begin().await.unwrap();
+        assert!(tx.insert_event(1, &ev, 1).await.unwrap());
+        tx.save_execution(&execution("x1", "p", "c1", "delivery", 1, ExecState::Started)).await.unwrap();
+        tx.outbox_add("e1", 1).await.unwrap();
+        tx.open_triggered(&ev, 1, 1).await.unwrap();
+        tx.touch_service_event("p", "dev", "svc", &ev.ty, "e1", "c1", "t").await.unwrap();
+        tx.save_pause_markers(&[PauseMarker { context: "c1".into(), stage: None }]).await.unwrap();
+        // dropped without commit
+    }
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.insert_event(1, &ev, 1).await.unwrap(), "the id is free again");
+    tx.rollback().await.unwrap();
+
+    assert_eq!(s.max_event_seq().await.unwrap(), 0);
+    assert!(s.get_event("e1").await.unwrap().is_none());
+    assert!(s.load_open_executions().await.unwrap().is_empty());
+    assert!(s.outbox_pending(10).await.unwrap().is_empty());
+    let q = OpenTriggeredQuery { ty: ev.ty.clone(), now_ms: 10, ..Default::default() };
+    assert_eq!(s.open_triggered(&q).await.unwrap().1, 0);
+    assert!(s.service_stage_states("p").await.unwrap().is_empty());
+    assert!(s.load_pause_markers().await.unwrap().is_empty());
+}
+
+async fn executions_save_and_load(db: &TestDb) {
+    let s = &db.store;
+    let mut a = execution("a", "p", "c1", "delivery", 100, ExecState::Triggered);
+    let b = execution("b", "p", "c2", "evaluation", 200, ExecState::Started);
+    let mut c = execution("c", "p", "c2", "delivery", 300, ExecState::WaitingForApproval);
+    c.stage = "prod".into();
+    let other = execution("d", "q", "c9", "delivery", 50, ExecState::Triggered);
+    let mut tx = s.begin().await.unwrap();
+    for e in [&a, &b, &c, &other] {
+        tx.save_execution(e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let open = s.load_open_executions().await.unwrap();
+    assert_eq!(open, vec![other.clone(), a.clone(), b.clone(), c.clone()], "oldest first, full round trip");
+
+    // Upsert: a finishes and leaves the open set.
+    a.state = ExecState::Finished;
+    a.message = "done".into();
+    a.finished_at = Some(500);
+    let mut tx = s.begin().await.unwrap();
+    tx.save_execution(&a).await.unwrap();
+    tx.commit().await.unwrap();
+    let open: Vec<String> = s.load_open_executions().await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(open, ["d", "b", "c"]);
+
+    let q = |f: fn(&mut ExecutionQuery)| {
+        let mut q = ExecutionQuery { project: "p".into(), ..Default::default() };
+        f(&mut q);
+        async move {
+            let (list, total) = s.query_executions(&q).await.unwrap();
+            (list.into_iter().map(|e| e.id).collect::<Vec<_>>(), total)
+        }
+    };
+    assert_eq!(q(|_| {}).await, (vec!["c".to_string(), "b".into(), "a".into()], 3));
+    assert_eq!(q(|q| q.state = Some("finished".into())).await, (vec!["a".to_string()], 1));
+    assert_eq!(q(|q| q.name = Some("delivery".into())).await, (vec!["c".to_string(), "a".into()], 2));
+    assert_eq!(q(|q| q.stage = Some("prod".into())).await, (vec!["c".to_string()], 1));
+    assert_eq!(q(|q| q.context = Some("c2".into())).await, (vec!["c".to_string(), "b".into()], 2));
+    assert_eq!(q(|q| q.service = Some("other".into())).await, (vec![], 0));
+    assert_eq!(q(|q| (q.offset, q.limit) = (1, 1)).await, (vec!["b".to_string()], 3));
+    let (loaded, _) = s
+        .query_executions(&ExecutionQuery { project: "p".into(), state: Some("finished".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(loaded, vec![a.clone()]);
+
+    let of = s.executions_of_contexts("p", &["c2".into(), "c9".into()]).await.unwrap();
+    assert_eq!(of, vec![b, c]);
+    assert!(s.executions_of_contexts("p", &[]).await.unwrap().is_empty());
+}
+
+async fn contexts_page(db: &TestDb) {
+    let s = &db.store;
+    let mut tx = s.begin().await.unwrap();
+    for e in [
+        execution("a1", "p", "ca", "delivery", 100, ExecState::Finished),
+        execution("a2", "p", "ca", "evaluation", 400, ExecState::Triggered),
+        execution("b1", "p", "cb", "evaluation", 200, ExecState::Started),
+        execution("c1", "p", "cc", "delivery", 300, ExecState::Triggered),
+        execution("c2", "p", "cc", "remediation", 50_000, ExecState::Triggered),
+        execution("x1", "q", "cx", "delivery", 999, ExecState::Triggered),
+    ] {
+        tx.save_execution(&e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let page = |f: fn(&mut ContextQuery)| {
+        let mut q = ContextQuery { project: "p".into(), ..Default::default() };
+        f(&mut q);
+        async move { s.contexts_page(&q).await.unwrap() }
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(page(|_| {}).await, (strings(&["cc", "cb", "ca"]), 3));
+    assert_eq!(page(|q| q.name = Some("delivery".into())).await, (strings(&["cc", "ca"]), 2));
+    assert_eq!(page(|q| q.name = Some("remediation".into())).await, (vec![], 0), "not the first execution");
+    assert_eq!(page(|q| q.from_ms = Some(100)).await, (strings(&["cc", "cb"]), 2));
+    assert_eq!(page(|q| q.before_ms = Some(300)).await, (strings(&["cb", "ca"]), 2));
+    assert_eq!(page(|q| q.contexts = vec!["ca".into(), "cb".into(), "cx".into()]).await, (strings(&["cb", "ca"]), 2));
+    assert_eq!(page(|q| (q.offset, q.limit) = (1, 1)).await, (strings(&["cb"]), 3));
+    assert_eq!(page(|q| (q.offset, q.limit) = (3, 1)).await, (vec![], 3));
+}
+
+async fn pause_markers(db: &TestDb) {
+    let s = &db.store;
+    assert!(s.load_pause_markers().await.unwrap().is_empty());
+    let markers = vec![
+        PauseMarker { context: "c1".into(), stage: None },
+        PauseMarker { context: "c2".into(), stage: Some("prod".into()) },
+    ];
+    let mut tx = s.begin().await.unwrap();
+    tx.save_pause_markers(&markers).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.load_pause_markers().await.unwrap(), markers);
+
+    let mut tx = s.begin().await.unwrap();
+    tx.save_pause_markers(&markers[1..]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(s.load_pause_markers().await.unwrap(), markers[1..]);
+}
+
+async fn open_triggered_due_times(db: &TestDb) {
+    let s = &db.store;
+    let deploy = "sh.keptn.event.deployment.triggered";
+    let e1 = event("e1", deploy, "p", "dev", "svc", "c1");
+    let e2 = event("e2", deploy, "p", "prod", "svc", "c2");
+    let e3 = event("e3", deploy, "q", "dev", "api", "c3");
+    let e4 = event("e4", "sh.keptn.event.test.triggered", "p", "dev", "svc", "c1");
+    let mut tx = s.begin().await.unwrap();
+    for (seq, ev, due) in [(1, &e1, 100), (2, &e2, 5000), (3, &e3, 100), (4, &e4, 100)] {
+        tx.insert_event(seq, ev, 100).await.unwrap();
+        tx.open_triggered(ev, seq, due).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let q = |now_ms: i64, f: fn(&mut OpenTriggeredQuery)| {
+        let mut q = OpenTriggeredQuery { ty: deploy.into(), now_ms, ..Default::default() };
+        f(&mut q);
+        async move {
+            let (evs, total) = s.open_triggered(&q).await.unwrap();
+            (ids(&evs).into_iter().map(String::from).collect::<Vec<_>>(), total)
+        }
+    };
+    assert_eq!(q(100, |_| {}).await, (vec!["e1".to_string(), "e3".into()], 2));
+    assert_eq!(q(99, |_| {}).await, (vec![], 0));
+    assert_eq!(q(5000, |_| {}).await, (vec!["e1".to_string(), "e2".into(), "e3".into()], 3));
+    assert_eq!(q(5000, |q| q.project = Some("p".into())).await.1, 2);
+    assert_eq!(q(5000, |q| q.stage = Some("prod".into())).await.0, ["e2"]);
+    assert_eq!(q(5000, |q| q.service = Some("api".into())).await.0, ["e3"]);
+    assert_eq!(q(5000, |q| q.event_id = Some("e2".into())).await.0, ["e2"]);
+    assert_eq!(q(5000, |q| (q.offset, q.limit) = (1, 1)).await, (vec!["e2".to_string()], 3));
+
+    let (evs, _) = s
+        .open_triggered(&OpenTriggeredQuery { ty: deploy.into(), now_ms: 100, limit: 1, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(evs[0], serde_json::to_value(&e1).unwrap(), "the stored event body");
+
+    let mut tx = s.begin().await.unwrap();
+    tx.close_triggered("e1").await.unwrap();
+    tx.close_triggered("unknown").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(q(5000, |_| {}).await.0, ["e2", "e3"]);
+}
+
+async fn outbox(db: &TestDb) {
+    let s = &db.store;
+    let mut tx = s.begin().await.unwrap();
+    for (seq, id, due) in [(1, "e1", 300), (2, "e2", 100), (3, "e3", 300), (4, "e4", 200)] {
+        tx.insert_event(seq, &event(id, "sh.keptn.event.a.triggered", "p", "dev", "svc", "c"), 0).await.unwrap();
+        tx.outbox_add(id, due).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let pending = s.outbox_pending(10).await.unwrap();
+    let got: Vec<(&str, i64)> = pending.iter().map(|(v, due)| (v["id"].as_str().unwrap(), *due)).collect();
+    assert_eq!(got, [("e2", 100), ("e4", 200), ("e1", 300), ("e3", 300)]);
+    assert_eq!(s.outbox_pending(2).await.unwrap().len(), 2);
+
+    s.outbox_delete(&["e2".into(), "e1".into(), "nope".into()]).await.unwrap();
+    s.outbox_delete(&[]).await.unwrap();
+    let left: Vec<String> =
+        s.outbox_pending(10).await.unwrap().into_iter().map(|(v, _)| v["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(left, ["e4", "e3"]);
+}
+
+async fn service_stage_state(db: &TestDb) {
+    let s = &db.store;
+    let mut tx = s.begin().await.unwrap();
+    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.deployment.finished", "e1", "c1", "t1").await.unwrap();
+    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.test.finished", "e2", "c1", "t2").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.deployment.finished", "e3", "c2", "t3").await.unwrap();
+    tx.set_deployed_image("p", "dev", "svc", "img:2").await.unwrap();
+    tx.set_deployed_image("p", "prod", "svc", "img:1").await.unwrap();
+    tx.set_deployed_image("q", "dev", "svc", "other").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let rows = s.service_stage_states("p").await.unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ServiceStageRow {
+                stage: "dev".into(),
+                service: "svc".into(),
+                deployed_image: Some("img:2".into()),
+                last_event_types: json!({
+                    "sh.keptn.event.deployment.finished": {"eventId": "e3", "keptnContext": "c2", "time": "t3"},
+                    "sh.keptn.event.test.finished": {"eventId": "e2", "keptnContext": "c1", "time": "t2"},
+                }),
+            },
+            ServiceStageRow {
+                stage: "prod".into(),
+                service: "svc".into(),
+                deployed_image: Some("img:1".into()),
+                last_event_types: json!({}),
+            },
+        ]
+    );
+
+    let mut tx = s.begin().await.unwrap();
+    tx.touch_service_event("p", "staging", "svc", "x", "e9", "c9", "t9").await.unwrap();
+    tx.commit().await.unwrap();
+    let staging = s.service_stage_states("p").await.unwrap().into_iter().find(|r| r.stage == "staging").unwrap();
+    assert_eq!(staging.deployed_image, None);
+}
+
+async fn integrations_and_logs(db: &TestDb) {
+    let s = &db.store;
+    let helm = json!({"id": "i1", "name": "helm-service", "metadata": {"hostname": "h"}});
+    s.upsert_integration("i1", "helm-service", 100, &helm).await.unwrap();
+    s.upsert_integration("i2", "approval-service", 200, &json!({"id": "i2"})).await.unwrap();
+    assert_eq!(s.get_integration("i1").await.unwrap(), Some(helm));
+    assert_eq!(s.get_integration("nope").await.unwrap(), None);
+    let listed = s.list_integrations().await.unwrap();
+    assert_eq!(listed.iter().map(|v| v["id"].as_str().unwrap()).collect::<Vec<_>>(), ["i2", "i1"], "by name");
+
+    // Re-registering refreshes last_seen.
+    s.upsert_integration("i1", "helm-service", 1000, &json!({"id": "i1", "v": 2})).await.unwrap();
+    assert_eq!(s.get_integration("i1").await.unwrap().unwrap()["v"], 2);
+    assert_eq!(s.expire_integrations(500).await.unwrap(), 1);
+    assert_eq!(s.list_integrations().await.unwrap().len(), 1);
+    assert!(s.delete_integration("i1").await.unwrap());
+    assert!(!s.delete_integration("i1").await.unwrap());
+
+    let logs: Vec<(String, String, i64, Value)> = (1..=5)
+        .map(|n| {
+            (
+                format!("l{n}"),
+                if n % 2 == 0 { "i2" } else { "i1" }.to_string(),
+                n * 10,
+                json!({"message": format!("m{n}")}),
+            )
+        })
+        .collect();
+    s.insert_logs(&logs).await.unwrap();
+    s.insert_logs(&logs[..1]).await.unwrap(); // duplicate ids are skipped
+    s.insert_logs(&[]).await.unwrap();
+    let msgs = |v: &[Value]| v.iter().map(|l| l["message"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let (all, total) = s.query_logs(None, None, None, 0, 0).await.unwrap();
+    assert_eq!((msgs(&all), total), (vec!["m5".into(), "m4".into(), "m3".into(), "m2".into(), "m1".into()], 5));
+    let (page, total) = s.query_logs(Some("i1"), None, None, 1, 1).await.unwrap();
+    assert_eq!((msgs(&page), total), (vec!["m3".into()], 3));
+    let (window, total) = s.query_logs(None, Some(10), Some(50), 0, 10).await.unwrap();
+    assert_eq!((msgs(&window), total), (vec!["m4".into(), "m3".into(), "m2".into()], 3));
+
+    assert_eq!(s.delete_logs(Some("i2")).await.unwrap(), 2);
+    assert_eq!(s.delete_logs(None).await.unwrap(), 3);
+    assert_eq!(s.query_logs(None, None, None, 0, 10).await.unwrap().1, 0);
+}
+
+async fn delete_project_cascades(db: &TestDb) {
+    let s = &db.store;
+    for p in ["p", "q"] {
+        s.create_project(p, "shipyard", 1).await.unwrap();
+        s.create_service(p, "svc", 1).await.unwrap();
+    }
+    let ev_p = event("ep", "sh.keptn.event.deployment.triggered", "p", "dev", "svc", "cp");
+    let ev_q = event("eq", "sh.keptn.event.deployment.triggered", "q", "dev", "svc", "cq");
+    let mut tx = s.begin().await.unwrap();
+    for (seq, ev) in [(1, &ev_p), (2, &ev_q)] {
+        let project = ev.project().to_string();
+        tx.insert_event(seq, ev, 10).await.unwrap();
+        tx.outbox_add(&ev.id, 10).await.unwrap();
+        tx.open_triggered(ev, seq, 10).await.unwrap();
+        tx.save_execution(&execution(
+            &format!("x{project}"),
+            &project,
+            &ev.shkeptncontext,
+            "delivery",
+            10,
+            ExecState::Started,
+        ))
+        .await
+        .unwrap();
+        tx.touch_service_event(&project, "dev", "svc", &ev.ty, &ev.id, &ev.shkeptncontext, "t").await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    s.delete_project("p").await.unwrap();
+
+    assert!(s.get_project("p").await.unwrap().is_none());
+    assert!(s.list_services("p").await.unwrap().is_empty());
+    assert!(s.service_stage_states("p").await.unwrap().is_empty());
+    assert!(s.get_event("ep").await.unwrap().is_none());
+    assert_eq!(s.query_executions(&ExecutionQuery { project: "p".into(), ..Default::default() }).await.unwrap().1, 0);
+    let ot = OpenTriggeredQuery { ty: ev_p.ty.clone(), now_ms: 100, ..Default::default() };
+    let (open, _) = s.open_triggered(&ot).await.unwrap();
+    assert_eq!(ids(&open), ["eq"]);
+    let outbox: Vec<Value> = s.outbox_pending(10).await.unwrap().into_iter().map(|(v, _)| v).collect();
+    assert_eq!(ids(&outbox), ["eq"]);
+
+    // The other project is untouched.
+    assert!(s.get_project("q").await.unwrap().is_some());
+    assert_eq!(s.list_services("q").await.unwrap().len(), 1);
+    assert_eq!(s.service_stage_states("q").await.unwrap().len(), 1);
+    assert!(s.get_event("eq").await.unwrap().is_some());
+    let open_q: Vec<String> = s.load_open_executions().await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(open_q, ["xq"]);
+}
+
+async fn concurrent_read_modify_write(db: &TestDb) {
+    // Parallel transactions that read before they write: none fails (SQLite: BEGIN IMMEDIATE
+    // and busy_timeout) and no update is lost (PostgreSQL: the row is read FOR UPDATE).
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let s = db.store.clone();
+            tokio::spawn(async move {
+                let mut tx = s.begin().await.unwrap();
+                let ev = event(&format!("e{n}"), &format!("type{n}"), "p", "dev", "svc", "c");
+                assert!(tx.insert_event(n + 1, &ev, n).await.unwrap());
+                tx.touch_service_event("p", "dev", "svc", &ev.ty, &ev.id, "c", "t").await.unwrap();
+                tokio::task::yield_now().await;
+                tx.commit().await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = db.store.service_stage_states("p").await.unwrap();
+    assert_eq!(rows[0].last_event_types.as_object().unwrap().len(), 16);
+    assert_eq!(db.store.max_event_seq().await.unwrap(), 16);
+}
+
+async fn corrupt_json_is_reported(db: &TestDb) {
+    let s = &db.store;
+    let mut tx = s.begin().await.unwrap();
+    tx.save_execution(&execution("x", "p", "c", "delivery", 1, ExecState::Started)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = raw(&db.url).await;
+    conn.execute("UPDATE executions SET body = '{not json'").await.unwrap();
+    conn.execute("INSERT INTO pause_markers (id, body) VALUES (1, '[{}]')").await.unwrap();
+    match s.load_open_executions().await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("execution x"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(s.load_pause_markers().await, Err(StoreError::Corrupt(_))));
+}
