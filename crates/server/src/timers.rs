@@ -1,7 +1,7 @@
 //! Wall-clock timers for the engine: one task sleeps until the earliest deadline and hands due
 //! timers to the writer. No polling: it wakes only for a deadline or a new timer.
 
-use crate::writer::{WriteCmd, WriterHandle};
+use crate::writer::WriteCmd;
 use keptn_engine::{Millis, Timer};
 use std::collections::BTreeMap;
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
 
-pub fn spawn(writer: WriterHandle) -> TimerHandle {
+pub fn spawn(writer: mpsc::WeakSender<WriteCmd>) -> TimerHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Millis, Timer)>();
     tokio::spawn(async move {
         let mut pending: BTreeMap<(Millis, u64), Timer> = BTreeMap::new();
@@ -47,6 +47,7 @@ pub fn spawn(writer: WriterHandle) -> TimerHandle {
                     while let Some(entry) = pending.first_entry() {
                         if entry.key().0 > now { break; }
                         let timer = entry.remove();
+                        let Some(writer) = writer.upgrade() else { return };
                         if writer.send(WriteCmd::Timer(timer)).await.is_err() { return; }
                     }
                 }

@@ -136,7 +136,8 @@ impl Writer {
     pub fn spawn(mut self) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<WriteCmd>(4096);
         let handle = WriterHandle { tx };
-        let timers = crate::timers::spawn(handle.clone());
+        // Timers hold only a weak handle, so dropping the last API handle still stops the writer.
+        let timers = crate::timers::spawn(handle.tx.downgrade());
         for (at, timer) in self.engine.timers() {
             timers.arm(at, timer);
         }

@@ -10,6 +10,7 @@ mod executions;
 mod migrate;
 mod projects;
 mod sql;
+pub mod testing;
 mod uniform;
 
 pub use events::{EventQuery, OpenTriggeredQuery};

@@ -1,0 +1,301 @@
+//! Test harness: a real server on a free port (SQLite file or an isolated PostgreSQL schema),
+//! an HTTP client that speaks keptn's API, and integrations that behave like keptn 1.x ones.
+#![allow(dead_code)]
+
+use keptn_server::{RunningServer, ServerConfig};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    server: Option<RunningServer>,
+    pub dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KEPTN_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
+/// The database URL for a backend; None when PostgreSQL is unreachable outside CI.
+pub async fn database(db: Db) -> Option<(Option<String>, Option<(String, String)>)> {
+    match db {
+        Db::Sqlite => Some((None, None)),
+        Db::Postgres => {
+            let admin = keptn_store::testing::postgres_admin_url();
+            match keptn_store::testing::create_schema(&admin).await {
+                Ok((url, schema)) => Some((Some(url), Some((admin, schema)))),
+                Err(e) if std::env::var_os("CI").is_some() => {
+                    panic!("PostgreSQL at {admin} unreachable (CI is set): {e}")
+                }
+                Err(e) => {
+                    eprintln!("notice: skipping PostgreSQL test, {admin} unreachable: {e}");
+                    None
+                }
+            }
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Option<TestServer> {
+        Self::start_with(db, Duration::from_secs(600)).await
+    }
+
+    pub async fn start_with(db: Db, task_start_timeout: Duration) -> Option<TestServer> {
+        install_crypto();
+        let (database_url, pg) = database(db).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let token = "test-token-0123456789".to_string();
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            task_start_timeout,
+            database_url,
+            api_token: token.clone(),
+            max_body_bytes: 64 * 1024,
+            integration_ttl: Duration::from_secs(3600),
+        };
+        let server = keptn_server::start(config).await.expect("server starts");
+        let url = format!("http://{}", server.addr);
+        Some(TestServer { url, token, http: reqwest::Client::new(), server: Some(server), dir, pg })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        if let Some((admin, schema)) = self.pg.take() {
+            let _ = keptn_store::testing::drop_schema(&admin, &schema).await;
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client { url: self.url.clone(), token: self.token.clone(), http: self.http.clone() }
+    }
+}
+
+/// keptn's REST API, as a script or integration would call it.
+#[derive(Clone)]
+pub struct Client {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path)).header("x-token", &self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn create_project(&self, name: &str, shipyard: &str) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(shipyard);
+        let (s, b) = self.post("/api/controlPlane/v1/project", json!({ "name": name, "shipyard": b64 })).await;
+        assert_eq!(s, 201, "create project: {b}");
+    }
+
+    pub async fn create_service(&self, project: &str, service: &str) {
+        let (s, b) = self
+            .post(&format!("/api/controlPlane/v1/project/{project}/service"), json!({ "serviceName": service }))
+            .await;
+        assert_eq!(s, 200, "create service: {b}");
+    }
+
+    /// Sends an event; returns the keptnContext.
+    pub async fn send(&self, event: Value) -> String {
+        let (s, b) = self.post("/api/v1/event", event).await;
+        assert_eq!(s, 200, "send event: {b}");
+        b["keptnContext"].as_str().unwrap().to_string()
+    }
+
+    /// All events of a context, oldest first.
+    pub async fn events_of(&self, context: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut key = String::from("");
+        loop {
+            let (s, b) = self
+                .get(&format!("/api/mongodb-datastore/event?keptnContext={context}&pageSize=100&nextPageKey={key}"))
+                .await;
+            assert_eq!(s, 200, "{b}");
+            all.extend(b["events"].as_array().unwrap().iter().cloned());
+            key = b["nextPageKey"].as_str().unwrap_or("0").to_string();
+            if key == "0" {
+                break;
+            }
+        }
+        all.reverse();
+        all
+    }
+
+    /// Waits (bounded) until an event of this type exists in the context.
+    pub async fn wait_for(&self, context: &str, ty: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, b) = self.get(&format!("/api/mongodb-datastore/event?keptnContext={context}&type={ty}")).await;
+            if let Some(ev) = b["events"].as_array().and_then(|e| e.first()) {
+                return ev.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let types: Vec<String> = self
+                    .events_of(context)
+                    .await
+                    .iter()
+                    .map(|e| e["type"].as_str().unwrap_or("").to_string())
+                    .collect();
+                panic!("timed out waiting for {ty} in {context}; events so far: {types:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn task_of(ty: &str) -> &str {
+    ty.trim_start_matches("sh.keptn.event.").trim_end_matches(".triggered")
+}
+
+/// The `.started` and `.finished` a keptn 1.x integration sends for a `.triggered`.
+pub fn answers(source: &str, triggered: &Value, result: &str, extra: Value) -> (Value, Value) {
+    let task = task_of(triggered["type"].as_str().unwrap());
+    let d = &triggered["data"];
+    let common =
+        json!({ "project": d["project"], "stage": d["stage"], "service": d["service"], "labels": d["labels"] });
+    let started = json!({
+        "specversion": "1.0", "source": source, "type": format!("sh.keptn.event.{task}.started"),
+        "shkeptncontext": triggered["shkeptncontext"], "triggeredid": triggered["id"], "data": common,
+    });
+    let mut fdata = common.clone();
+    fdata["status"] = json!("succeeded");
+    fdata["result"] = json!(result);
+    keptn_spec::merge::merge(&mut fdata, &extra);
+    let finished = json!({
+        "specversion": "1.0", "source": source, "type": format!("sh.keptn.event.{task}.finished"),
+        "shkeptncontext": triggered["shkeptncontext"], "triggeredid": triggered["id"], "data": fdata,
+    });
+    (started, finished)
+}
+
+pub type Decide = Arc<dyn Fn(&Value) -> (String, Value) + Send + Sync>;
+
+/// A remote-execution-plane integration: polls `/event/triggered/{type}` like keptn's distributor.
+pub fn spawn_pull_integration(
+    client: Client,
+    name: &str,
+    types: Vec<String>,
+    project: &str,
+    decide: Decide,
+) -> tokio::task::JoinHandle<()> {
+    let name = name.to_string();
+    let project = project.to_string();
+    tokio::spawn(async move {
+        let reg = json!({
+            "name": name,
+            "metadata": { "hostname": "test-host", "integrationversion": "1.4.5", "distributorversion": "1.4.5",
+                          "location": "remote-execution-plane", "kubernetesmetadata": { "namespace": "keptn" } },
+            "subscriptions": types.iter().map(|t| json!({ "event": t, "filter": { "projects": [project] } })).collect::<Vec<_>>(),
+        });
+        let (s, b) = client.post("/api/controlPlane/v1/uniform/registration", reg).await;
+        assert!(s == 200 || s == 201, "register: {b}");
+        let mut seen = HashSet::new();
+        loop {
+            for ty in &types {
+                let (s, b) = client.get(&format!("/api/controlPlane/v1/event/triggered/{ty}?project={project}")).await;
+                assert_eq!(s, 200, "{b}");
+                for ev in b["events"].as_array().unwrap() {
+                    let id = ev["id"].as_str().unwrap().to_string();
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    let (result, extra) = decide(ev);
+                    let (started, finished) = answers(&name, ev, &result, extra);
+                    client.send(started).await;
+                    client.send(finished).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+}
+
+/// A push integration: registers a URL; the server POSTs matching events to it.
+pub struct PushIntegration {
+    pub received: Arc<Mutex<Vec<Value>>>,
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PushIntegration {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn spawn_push_integration(
+    client: Client,
+    name: &str,
+    types: Vec<String>,
+    project: &str,
+    decide: Decide,
+) -> PushIntegration {
+    use axum::routing::post;
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let (rec, cl, nm) = (received.clone(), client.clone(), name.to_string());
+    let app = axum::Router::new().route(
+        "/events",
+        post(move |axum::Json(ev): axum::Json<Value>| {
+            let (rec, cl, nm, decide) = (rec.clone(), cl.clone(), nm.clone(), decide.clone());
+            async move {
+                rec.lock().unwrap().push(ev.clone());
+                if ev["type"].as_str().is_some_and(|t| t.ends_with(".triggered")) {
+                    tokio::spawn(async move {
+                        let (result, extra) = decide(&ev);
+                        let (started, finished) = answers(&nm, &ev, &result, extra);
+                        cl.send(started).await;
+                        cl.send(finished).await;
+                    });
+                }
+                "ok"
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let reg = json!({
+        "name": name,
+        "metadata": { "hostname": "test-host", "kubernetesmetadata": { "namespace": "keptn" } },
+        "subscriptions": types.iter().map(|t| json!({ "event": t, "filter": { "projects": [project] } })).collect::<Vec<_>>(),
+        "pushURL": url,
+    });
+    let (s, b) = client.post("/api/controlPlane/v1/uniform/registration", reg).await;
+    assert!(s == 200 || s == 201, "register push: {b}");
+    PushIntegration { received, url, task }
+}
