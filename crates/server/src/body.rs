@@ -35,3 +35,12 @@ where
             .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
     }
 }
+
+/// Values the server stores in indexed columns must not contain NUL: PostgreSQL refuses it
+/// ("invalid byte sequence"), which would fail the whole write batch. A client error everywhere.
+pub fn no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!("{field} contains a NUL character (\\u0000), which is not allowed")));
+    }
+    Ok(())
+}

@@ -38,6 +38,11 @@ pub fn parse(input: &str) -> Result<Duration, String> {
         total += value * seconds_per_unit;
         rest = &rest[unit_len..];
     }
+    // Go's time.Duration (what keptn parsed with) holds at most i64::MAX ns, about 292 years.
+    // Larger values would overflow timestamps downstream, and from_secs_f64 panics past u64 seconds.
+    if !total.is_finite() || total > i64::MAX as f64 / 1e9 {
+        return Err(format!("invalid duration {input:?}: longer than the maximum of 2562047h (about 292 years)"));
+    }
     Ok(Duration::from_secs_f64(total))
 }
 
@@ -60,5 +65,9 @@ mod tests {
         assert!(parse("5d").unwrap_err().contains("unknown unit"));
         assert!(parse("").is_err());
         assert!(parse("m").is_err());
+        assert!(parse("2562047h").is_ok());
+        assert!(parse("2562048h").unwrap_err().contains("maximum"));
+        assert!(parse("99999999999999999999h").is_err());
+        assert!(parse(&format!("{}h", "9".repeat(400))).unwrap_err().contains("maximum"));
     }
 }

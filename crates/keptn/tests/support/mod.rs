@@ -299,3 +299,123 @@ pub async fn spawn_push_integration(
     assert!(s == 200 || s == 201, "register push: {b}");
     PushIntegration { received, url, task }
 }
+
+// ---- Helpers for the API tests (api_*.rs) ----
+
+/// A response as a client sees it: status, content type and body (JSON, or the text as a string).
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Raw {
+    /// keptn's error shape: `{"code": <status>, "message": "<non-empty>"}` as JSON.
+    pub fn assert_error(&self, status: u16, what: &str) {
+        assert_eq!(self.status, status, "{what}: {self:?}");
+        assert!(self.content_type.starts_with("application/json"), "{what}: error must be JSON: {self:?}");
+        assert_eq!(self.body["code"], status, "{what}: {self:?}");
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {self:?}");
+    }
+}
+
+pub fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+impl Client {
+    /// A request with exactly the given headers (no token unless passed) and raw body bytes.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Raw {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let text = resp.text().await.unwrap();
+        Raw { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    }
+
+    /// A request with the API token and a raw body (e.g. malformed JSON).
+    pub async fn send_raw(&self, method: reqwest::Method, path: &str, body: &[u8]) -> Raw {
+        let token = self.token.clone();
+        let headers = [("x-token", token.as_str()), ("content-type", "application/json")];
+        self.raw(method, path, &headers, Some(body.to_vec())).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Open `.triggered` events of a type in a project (what a pull integration sees now).
+    pub async fn open_triggered(&self, ty: &str, project: &str) -> Vec<Value> {
+        let (s, b) = self.get(&format!("/api/controlPlane/v1/event/triggered/{ty}?project={project}")).await;
+        assert_eq!(s, 200, "open triggered: {b}");
+        b["events"].as_array().unwrap().clone()
+    }
+
+    /// The sequence state document of one context.
+    pub async fn sequence_state(&self, project: &str, context: &str) -> Value {
+        let (s, b) = self.get(&format!("/api/controlPlane/v1/sequence/{project}?keptnContext={context}")).await;
+        assert_eq!(s, 200, "sequence state: {b}");
+        b["states"].as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Sends a task's `.started` (and `.finished` with `result` unless None) as an integration.
+    pub async fn answer(&self, source: &str, triggered: &Value, result: Option<&str>) {
+        let (started, finished) = answers(source, triggered, result.unwrap_or("pass"), json!({}));
+        self.send(started).await;
+        if result.is_some() {
+            self.send(finished).await;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns Some, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Milliseconds since the epoch of keptn's UTC time format `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+pub fn time_ms(t: &str) -> i64 {
+    let (date, clock) = t.split_once('T').unwrap_or_else(|| panic!("not a keptn time: {t}"));
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let clock = clock.strip_suffix('Z').unwrap_or_else(|| panic!("not UTC: {t}"));
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
+    let c: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    let millis: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
+    // Days from the civil date (H. Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * m + 2) / 5 + d[2] - 1;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + c[0]) * 60 + c[1]) * 60_000 + c[2] * 1000 + millis
+}

@@ -3,7 +3,7 @@
 
 use super::Shared;
 use super::paging::Page;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, no_nul};
 use crate::error::{ApiError, ApiResult};
 use crate::timers::now_ms;
 use crate::writer::parse_time;
@@ -42,6 +42,16 @@ fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
     }
     if !event.data.is_object() {
         return Err(ApiError::bad_request("data is required and must be an object with project, stage and service"));
+    }
+    for (field, value) in [
+        ("type", event.ty.as_str()),
+        ("source", &event.source),
+        ("triggeredid", &event.triggeredid),
+        ("data.project", event.project()),
+        ("data.stage", event.stage()),
+        ("data.service", event.service()),
+    ] {
+        no_nul(field, value)?;
     }
     event.id = uuid::Uuid::new_v4().to_string();
     event.time = format_time(now_ms());

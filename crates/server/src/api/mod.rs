@@ -81,6 +81,8 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .merge(authed)
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(reject_nul_in_uri))
+        .layer(middleware::map_response(json_errors))
         .with_state(state)
 }
 
@@ -95,6 +97,44 @@ async fn require_token(State(state): State<Shared>, req: Request, next: Next) ->
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
         _ => Err(ApiError::unauthorized()),
     }
+}
+
+/// A percent-encoded NUL in a path or query would reach the database as a filter value, which
+/// PostgreSQL refuses ("invalid byte sequence"); it is a client error on every backend.
+async fn reject_nul_in_uri(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    let uri = req.uri();
+    let raw = [uri.path(), uri.query().unwrap_or("")];
+    if raw.iter().any(|part| part.contains("%00")) {
+        return ApiError::bad_request("the URL contains a NUL character (%00), which is not allowed").into_response();
+    }
+    next.run(req).await
+}
+
+/// axum's own rejections (query strings, paths, 405, raw body limits) are plain text or empty;
+/// keptn clients expect every error as `{"code", "message"}`.
+async fn json_errors(resp: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse as _;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message =
+        if text.is_empty() { status.canonical_reason().unwrap_or("request failed").to_string() } else { text };
+    let mut out = ApiError::new(status, message).into_response();
+    for (name, value) in parts.headers.iter().filter(|(n, _)| *n != CONTENT_TYPE && *n != CONTENT_LENGTH) {
+        out.headers_mut().append(name.clone(), value.clone());
+    }
+    out
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -41,7 +41,7 @@ impl Page {
 
     /// The next page key for a result of `total` items: "0" when this was the last page.
     pub fn next_key(&self, total: i64) -> String {
-        let next = self.offset + self.limit;
+        let next = self.offset.saturating_add(self.limit);
         if next < total { next.to_string() } else { "0".into() }
     }
 

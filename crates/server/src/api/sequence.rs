@@ -57,7 +57,7 @@ pub async fn states(
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .collect();
-    let q = ContextQuery {
+    let mut q = ContextQuery {
         project: project.clone(),
         name: p.name.clone().filter(|s| !s.is_empty()),
         from_ms: opt_time("fromTime", &p.from_time)?,
@@ -66,20 +66,43 @@ pub async fn states(
         offset: page.offset,
         limit: page.limit,
     };
-    let (page_contexts, total) = state.store.contexts_page(&q).await?;
-    let execs = state.store.executions_of_contexts(&project, &page_contexts).await?;
-    let mut docs = Vec::new();
-    for ctx in &page_contexts {
-        let of_ctx: Vec<_> = execs.iter().filter(|e| &e.context == ctx).collect();
-        if let Some(doc) = views::sequence_state(of_ctx)
-            && p.state.as_deref().is_none_or(|s| s.is_empty() || doc["state"] == s)
-        {
-            docs.push(doc);
+    let wanted = p.state.as_deref().filter(|s| !s.is_empty());
+    let Some(wanted) = wanted else {
+        let (page_contexts, total) = state.store.contexts_page(&q).await?;
+        let docs = state_docs(&state, &project, &page_contexts).await?;
+        return Ok(Json(
+            json!({ "states": docs, "nextPageKey": page.next_key(total), "pageSize": docs.len(), "totalCount": total }),
+        ));
+    };
+    // The state is computed, not stored: filter every context in chunks, then page the matches,
+    // so that pages and totalCount count only matching sequences (as keptn's query does).
+    const CHUNK: i64 = 500;
+    let mut matching = Vec::new();
+    q.offset = 0;
+    q.limit = CHUNK;
+    loop {
+        let (chunk, total) = state.store.contexts_page(&q).await?;
+        let n = chunk.len() as i64;
+        matching.extend(state_docs(&state, &project, &chunk).await?.into_iter().filter(|d| d["state"] == wanted));
+        q.offset += CHUNK;
+        if n < CHUNK || q.offset >= total {
+            break;
         }
     }
+    let total = matching.len() as i64;
+    let docs = page.slice(&matching);
     Ok(Json(
         json!({ "states": docs, "nextPageKey": page.next_key(total), "pageSize": docs.len(), "totalCount": total }),
     ))
+}
+
+/// keptn's sequence state documents of these contexts, in the given order.
+async fn state_docs(state: &Shared, project: &str, contexts: &[String]) -> ApiResult<Vec<Value>> {
+    let execs = state.store.executions_of_contexts(project, contexts).await?;
+    Ok(contexts
+        .iter()
+        .filter_map(|ctx| views::sequence_state(execs.iter().filter(|e| &e.context == ctx).collect()))
+        .collect())
 }
 
 #[derive(Deserialize, Default)]

@@ -2,7 +2,7 @@
 
 use super::Shared;
 use super::paging::Page;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, no_nul};
 use crate::error::{ApiError, ApiResult};
 use crate::timers::now_ms;
 use crate::uniform::{Integration, Subscription, integration_id};
@@ -53,6 +53,7 @@ pub async fn register(
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name is required: the integration's name, e.g. jmeter-service"));
     }
+    no_nul("name", &body.name)?;
     validate_push_url(&body.push_url)?;
     for s in &body.subscriptions {
         s.validate().map_err(ApiError::bad_request)?;
@@ -267,6 +268,7 @@ pub async fn post_logs(State(state): State<Shared>, JsonBody(body): JsonBody<Log
         if integration.is_empty() {
             return Err(ApiError::bad_request(format!("logs[{i}].integrationid is required")));
         }
+        no_nul(&format!("logs[{i}].integrationid"), &integration)?;
         let time = match log["time"].as_str() {
             Some(t) => parse_time(t)
                 .ok_or_else(|| ApiError::bad_request(format!("logs[{i}].time {t:?} is not an ISO 8601 time")))?,
