@@ -1,5 +1,6 @@
 //! `keptn`: the control plane (`keptn server`) and, over time, keptn's CLI in one binary.
 
+mod bench;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 enum Command {
     /// Run the control plane.
     Server(server_cmd::ServerArgs),
+    /// Measure a fresh server (embedded defaults) and print the figures.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -23,5 +26,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }

@@ -4,6 +4,7 @@
 //! integrations dedup by event id, as keptn's SDK does).
 
 use crate::uniform::Directory;
+use crate::writer::WriteCmd;
 use keptn_spec::KeptnEvent;
 use keptn_store::Store;
 use serde_json::json;
@@ -18,12 +19,17 @@ use crate::timers::now_ms;
 pub struct Outgoing {
     pub event: KeptnEvent,
     pub due_ms: i64,
+    /// Has an outbox row to clear once delivered.
+    pub in_outbox: bool,
 }
 
 const ATTEMPTS: u32 = 6;
 
 pub struct Dispatcher {
     pub store: Store,
+    /// Delivered events are removed from the outbox by the writer, in its next transaction, so
+    /// the dispatcher never competes with it for the database's write lock.
+    pub writer: mpsc::WeakSender<WriteCmd>,
     pub directory: Directory,
     pub bus: broadcast::Sender<Arc<KeptnEvent>>,
     pub http: reqwest::Client,
@@ -33,7 +39,7 @@ impl Dispatcher {
     /// Runs until the sender side closes. Events still in the outbox at start are sent first.
     pub fn spawn(self, mut rx: mpsc::UnboundedReceiver<Vec<Outgoing>>) -> tokio::task::JoinHandle<()> {
         let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(delete_delivered(self.store.clone(), done_rx));
+        tokio::spawn(report_delivered(self.writer.clone(), done_rx));
         tokio::spawn(async move {
             let me = Arc::new(self);
             let mut delayed: BTreeMap<(i64, u64), Outgoing> = BTreeMap::new();
@@ -43,7 +49,7 @@ impl Dispatcher {
                     for (body, due_ms) in rows {
                         if let Ok(event) = serde_json::from_value::<KeptnEvent>(body) {
                             n += 1;
-                            delayed.insert((due_ms, n), Outgoing { event, due_ms });
+                            delayed.insert((due_ms, n), Outgoing { event, due_ms, in_outbox: true });
                         }
                     }
                 }
@@ -90,12 +96,14 @@ impl Dispatcher {
         let event = Arc::new(out.event);
         let _ = self.bus.send(event.clone());
         let targets = self.directory.push_targets(&event.ty, event.project(), event.stage(), event.service());
+        let done = out.in_outbox.then(|| done.clone());
         if targets.is_empty() {
-            let _ = done.send(event.id.clone());
+            if let Some(done) = done {
+                let _ = done.send(event.id.clone());
+            }
             return;
         }
         let me = self.clone();
-        let done = done.clone();
         tokio::spawn(async move {
             let mut posts = tokio::task::JoinSet::new();
             for (integration, url, subscription) in targets {
@@ -107,7 +115,9 @@ impl Dispatcher {
                 posts.spawn(async move { me.post_with_retries(&integration, &url, &ev).await });
             }
             posts.join_all().await;
-            let _ = done.send(event.id.clone());
+            if let Some(done) = done {
+                let _ = done.send(event.id.clone());
+            }
         });
     }
 
@@ -131,13 +141,13 @@ impl Dispatcher {
     }
 }
 
-/// Removes delivered events from the outbox in batches.
-async fn delete_delivered(store: Store, mut rx: mpsc::UnboundedReceiver<String>) {
+/// Hands delivered event ids to the writer in batches.
+async fn report_delivered(writer: mpsc::WeakSender<WriteCmd>, mut rx: mpsc::UnboundedReceiver<String>) {
     let mut ids = Vec::new();
     while rx.recv_many(&mut ids, 512).await > 0 {
-        if let Err(e) = store.outbox_delete(&ids).await {
-            tracing::warn!(error = %e, "could not clear delivered events from the outbox");
+        let Some(writer) = writer.upgrade() else { return };
+        if writer.send(WriteCmd::Delivered(std::mem::take(&mut ids))).await.is_err() {
+            return;
         }
-        ids.clear();
     }
 }

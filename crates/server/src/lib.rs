@@ -84,12 +84,18 @@ pub async fn start_with_signal(
     let catalog = load_catalog(&store).await?;
     let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
     let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
-    let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx).await?;
+    let directory = uniform::Directory::default();
+    let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone()).await?;
     let (writer_handle, writer_task) = writer.spawn();
     let (bus, _) = broadcast::channel(4096);
-    let directory = uniform::Directory::default();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let dispatcher = dispatch::Dispatcher { store: store.clone(), directory: directory.clone(), bus, http };
+    let dispatcher = dispatch::Dispatcher {
+        store: store.clone(),
+        writer: writer_handle.downgrade(),
+        directory: directory.clone(),
+        bus,
+        http,
+    };
     let state = Arc::new(api::AppState {
         store: store.clone(),
         writer: writer_handle,

@@ -6,10 +6,11 @@ use crate::dispatch::Outgoing;
 use crate::error::ApiError;
 use crate::metrics as m;
 use crate::timers::{TimerHandle, now_ms};
+use crate::uniform::Directory;
 use keptn_engine::{Control, Effect, Engine, Input, Timer};
 use keptn_spec::event_type::EventType;
 use keptn_spec::{KeptnEvent, Shipyard};
-use keptn_store::{Store, StoreError, Tx};
+use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,6 +37,8 @@ pub enum WriteCmd {
         project: String,
         shipyard: Shipyard,
     },
+    /// Events every push target has received: they leave the outbox.
+    Delivered(Vec<String>),
     DeleteProject {
         project: String,
         reply: oneshot::Sender<Result<(), ApiError>>,
@@ -48,6 +51,11 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
+    /// A handle that does not keep the writer alive (for background tasks).
+    pub fn downgrade(&self) -> mpsc::WeakSender<WriteCmd> {
+        self.tx.downgrade()
+    }
+
     pub async fn send(&self, cmd: WriteCmd) -> Result<(), ApiError> {
         self.tx.send(cmd).await.map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
@@ -89,6 +97,8 @@ pub struct Writer {
     engine_config: keptn_engine::Config,
     timers: Option<TimerHandle>,
     dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// Decides at commit time whether an event needs an outbox row (it has push targets).
+    directory: Directory,
     next_seq: i64,
 }
 
@@ -111,10 +121,11 @@ impl Writer {
         store: Store,
         engine_config: keptn_engine::Config,
         dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
+        directory: Directory,
     ) -> Result<Writer, StoreError> {
         let engine = Self::restore_engine(&store, &engine_config).await?;
         let next_seq = store.max_event_seq().await? + 1;
-        Ok(Writer { store, engine, engine_config, timers: None, dispatch, next_seq })
+        Ok(Writer { store, engine, engine_config, timers: None, dispatch, directory, next_seq })
     }
 
     async fn restore_engine(store: &Store, config: &keptn_engine::Config) -> Result<Engine, StoreError> {
@@ -179,7 +190,16 @@ impl Writer {
                         .send(Err(ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))));
                 }
                 match Self::restore_engine(&self.store, &self.engine_config).await {
-                    Ok(engine) => self.engine = engine,
+                    Ok(engine) => {
+                        self.engine = engine;
+                        // Timers armed in the failed batch were never armed; re-derive them all
+                        // (a stale duplicate is ignored by the engine).
+                        if let Some(t) = &self.timers {
+                            for (at, timer) in self.engine.timers() {
+                                t.arm(at, timer);
+                            }
+                        }
+                    }
                     Err(e) => tracing::error!(error = %e, "could not reload state"),
                 }
                 if let Ok(max) = self.store.max_event_seq().await {
@@ -197,113 +217,146 @@ impl Writer {
 
     async fn apply(&mut self, batch: Vec<WriteCmd>, out: &mut Produced) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
+        let incoming: Vec<String> = batch
+            .iter()
+            .filter_map(|c| match c {
+                WriteCmd::Ingest { event, .. } => Some(event.id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut known = tx.existing_event_ids(&incoming).await?;
+        let mut w = WriteBatch::default();
         for cmd in batch {
             let now = now_ms();
             match cmd {
                 WriteCmd::Ingest { event, received, reply } => {
-                    let seq = self.next_seq;
-                    let time_ms = parse_time(&event.time).unwrap_or(now);
-                    if !tx.insert_event(seq, &event, time_ms).await? {
-                        if let Some(r) = reply {
-                            out.replies.push((r, Ok(())));
-                        }
-                        continue; // duplicate id: already processed
-                    }
-                    self.next_seq += 1;
-                    m::events_in();
-                    self.record_views(&mut tx, &event).await?;
-                    tx.outbox_add(&event.id, now).await?;
-                    out.outgoing.push(Outgoing { event: (*event).clone(), due_ms: now });
-                    let effects = self.engine.handle(Input::Event(*event), now, &mut new_id);
-                    if self.apply_effects(&mut tx, effects, seq, now, out).await? {
-                        out.hops.push(received);
-                    }
+                    // Queued first, so a failed batch answers this caller too.
                     if let Some(r) = reply {
                         out.replies.push((r, Ok(())));
+                    }
+                    if !known.insert(event.id.clone()) {
+                        continue; // duplicate id: already processed
+                    }
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    m::events_in();
+                    let time_ms = parse_time(&event.time).unwrap_or(now);
+                    self.record(&mut w, &event, seq, time_ms, now);
+                    out.outgoing.push(Outgoing {
+                        event: (*event).clone(),
+                        due_ms: now,
+                        in_outbox: self.queue(&mut w, &event, now),
+                    });
+                    let effects = self.engine.handle(Input::Event(*event), now, &mut new_id);
+                    if self.apply_effects(&mut w, effects, seq, now, out) {
+                        out.hops.push(received);
                     }
                 }
                 WriteCmd::Timer(timer) => {
                     let effects = self.engine.handle(Input::Timer(timer), now, &mut new_id);
-                    self.apply_effects(&mut tx, effects, 0, now, out).await?;
+                    self.apply_effects(&mut w, effects, 0, now, out);
                 }
                 WriteCmd::Control { project, context, stage, action, reply } => {
+                    out.replies.push((reply, Ok(())));
                     let input = Input::Control { project, context, stage, action };
                     let effects = self.engine.handle(input, now, &mut new_id);
-                    self.apply_effects(&mut tx, effects, 0, now, out).await?;
-                    out.replies.push((reply, Ok(())));
+                    self.apply_effects(&mut w, effects, 0, now, out);
                 }
                 WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(&project, shipyard),
                 WriteCmd::DeleteProject { project, reply } => out.deletes.push((project, reply)),
+                WriteCmd::Delivered(ids) => w.outbox_delete.extend(ids),
             }
+        }
+        if !w.is_empty() {
+            tx.apply(&w).await?;
         }
         tx.commit().await
     }
 
-    /// Applies engine effects inside the transaction. Returns whether a task `.triggered` went
+    /// Turns engine effects into rows of the batch. Returns whether a task `.triggered` went
     /// out immediately (a task hop).
-    async fn apply_effects(
+    fn apply_effects(
         &mut self,
-        tx: &mut Tx<'_>,
+        w: &mut WriteBatch,
         effects: Vec<Effect>,
         incoming_seq: i64,
         now: i64,
         out: &mut Produced,
-    ) -> Result<bool, StoreError> {
+    ) -> bool {
         let mut hop = false;
         for effect in effects {
             match effect {
                 Effect::Emit { event, deliver_at, open } => {
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    tx.insert_event(seq, &event, deliver_at).await?;
-                    self.record_views(tx, &event).await?;
-                    tx.outbox_add(&event.id, deliver_at).await?;
+                    self.record(w, &event, seq, deliver_at, now);
+                    let in_outbox = self.queue(w, &event, deliver_at);
                     if open {
-                        tx.open_triggered(&event, seq, deliver_at).await?;
+                        w.open.insert(event.id.clone(), Some(open_row(&event, seq, deliver_at)));
                     }
                     if deliver_at <= now && matches!(EventType::parse(&event.ty), EventType::Task { .. }) {
                         hop = true;
                     }
-                    out.outgoing.push(Outgoing { event, due_ms: deliver_at });
+                    out.outgoing.push(Outgoing { event, due_ms: deliver_at, in_outbox });
                 }
-                Effect::Open(event) => tx.open_triggered(&event, incoming_seq, now).await?,
-                Effect::Close { triggered_id } => tx.close_triggered(&triggered_id).await?,
-                Effect::Save(exec) => tx.save_execution(&exec).await?,
-                Effect::SavePauseMarkers(markers) => tx.save_pause_markers(&markers).await?,
+                Effect::Open(event) => {
+                    w.open.insert(event.id.clone(), Some(open_row(&event, incoming_seq, now)));
+                }
+                Effect::Close { triggered_id } => {
+                    w.open.insert(triggered_id, None);
+                }
+                Effect::Save(exec) => {
+                    w.executions.insert(exec.id.clone(), *exec);
+                }
+                Effect::SavePauseMarkers(markers) => w.pause_markers = Some(markers),
                 Effect::ArmTimer { at, timer } => out.timers.push((at, timer)),
             }
         }
-        Ok(hop)
+        hop
     }
 
-    /// The project view's per-service `lastEventTypes` and `deployedImage`.
-    async fn record_views(&self, tx: &mut Tx<'_>, event: &KeptnEvent) -> Result<(), StoreError> {
-        let (project, stage, service) = (event.project(), event.stage(), event.service());
-        if project.is_empty() || stage.is_empty() || service.is_empty() {
-            return Ok(());
+    /// Puts an event in the outbox if a push integration subscribes to it; in-process
+    /// subscribers and pollers need no outbox (the event log is their source).
+    fn queue(&self, w: &mut WriteBatch, event: &KeptnEvent, due_ms: i64) -> bool {
+        let targets = self.directory.push_targets(&event.ty, event.project(), event.stage(), event.service());
+        if targets.is_empty() {
+            return false;
         }
-        tx.touch_service_event(project, stage, service, &event.ty, &event.id, &event.shkeptncontext, &event.time)
-            .await?;
+        w.outbox_add.insert(event.id.clone(), due_ms);
+        true
+    }
+
+    /// Stores the event and updates the project view's `lastEventTypes` and `deployedImage`.
+    fn record(&self, w: &mut WriteBatch, event: &KeptnEvent, seq: i64, time_ms: i64, _now: i64) {
+        w.events.push((seq, event.clone(), time_ms));
+        let Some(scope) = scope_of(event) else { return };
         if event.ty == "sh.keptn.event.deployment.finished" {
-            let image = event
-                .data
-                .pointer("/configurationChange/values/image")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .or_else(|| {
-                    self.engine.execution_of_task(&event.triggeredid).and_then(|e| {
-                        e.input
-                            .pointer("/configurationChange/values/image")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_string)
-                    })
-                });
+            let image_of = |v: &serde_json::Value| {
+                v.pointer("/configurationChange/values/image").and_then(|v| v.as_str()).map(str::to_string)
+            };
+            let image = image_of(&event.data)
+                .or_else(|| self.engine.execution_of_task(&event.triggeredid).and_then(|e| image_of(&e.input)));
             if let Some(image) = image {
-                tx.set_deployed_image(project, stage, service, &image).await?;
+                w.deployed_images.insert(scope.clone(), image);
             }
         }
-        Ok(())
+        let last = (event.id.clone(), event.shkeptncontext.clone(), event.time.clone());
+        w.last_events.insert((scope, event.ty.clone()), last);
     }
+}
+
+fn scope_of(event: &KeptnEvent) -> Option<ScopeKey> {
+    let (project, stage, service) = (event.project(), event.stage(), event.service());
+    if project.is_empty() || stage.is_empty() || service.is_empty() {
+        return None;
+    }
+    Some(ScopeKey { project: project.into(), stage: stage.into(), service: service.into() })
+}
+
+fn open_row(event: &KeptnEvent, seq: i64, due_ms: i64) -> OpenRow {
+    let scope =
+        ScopeKey { project: event.project().into(), stage: event.stage().into(), service: event.service().into() };
+    OpenRow { ty: event.ty.clone(), scope, due_ms, seq }
 }
 
 pub fn parse_time(s: &str) -> Option<i64> {

@@ -21,8 +21,20 @@ CREATE TABLE service_stage (
     stage TEXT NOT NULL,
     service TEXT NOT NULL,
     deployed_image TEXT NULL,
-    last_event_types TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (project, stage, service)
+);
+
+-- The project view's lastEventTypes: one row per (service in a stage, event type), so that
+-- recording an event is a single upsert.
+CREATE TABLE last_events (
+    project TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    service TEXT NOT NULL,
+    ty TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    context TEXT NOT NULL,
+    time TEXT NOT NULL,
+    PRIMARY KEY (project, stage, service, ty)
 );
 
 CREATE TABLE events (

@@ -141,6 +141,17 @@ impl Tx<'_> {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Removes delivered events from the outbox.
+    pub async fn outbox_delete(&mut self, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new("DELETE FROM outbox WHERE 1 = 1");
+        sql.in_list("event_id", event_ids);
+        sql.query().execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
     /// Queues a stored event for publishing at `due_ms` (re-adding updates the due time).
     pub async fn outbox_add(&mut self, event_id: &str, due_ms: i64) -> Result<(), StoreError> {
         sqlx::query(

@@ -1,9 +1,10 @@
 //! Projects, services and the per-(stage, service) state.
 
-use crate::{Backend, Store, StoreError, Tx, parse, to_json};
-use serde_json::{Map, Value, json};
+use crate::{Store, StoreError, Tx};
+use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectRow {
@@ -80,6 +81,7 @@ impl Store {
             "DELETE FROM events WHERE project = $1",
             "DELETE FROM executions WHERE project = $1",
             "DELETE FROM service_stage WHERE project = $1",
+            "DELETE FROM last_events WHERE project = $1",
             "DELETE FROM services WHERE project = $1",
         ] {
             sqlx::query(sql).bind(name).execute(&mut *tx).await?;
@@ -128,11 +130,12 @@ impl Store {
     /// Deletes the service and its per-stage state. `NotFound` if it does not exist.
     pub async fn delete_service(&self, project: &str, name: &str) -> Result<(), StoreError> {
         let mut tx = self.transaction().await?;
-        sqlx::query("DELETE FROM service_stage WHERE project = $1 AND service = $2")
-            .bind(project)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        for sql in [
+            "DELETE FROM service_stage WHERE project = $1 AND service = $2",
+            "DELETE FROM last_events WHERE project = $1 AND service = $2",
+        ] {
+            sqlx::query(sql).bind(project).bind(name).execute(&mut *tx).await?;
+        }
         let done = sqlx::query("DELETE FROM services WHERE project = $1 AND name = $2")
             .bind(project)
             .bind(name)
@@ -163,21 +166,40 @@ impl Store {
 
     /// The project's (stage, service) states, sorted by stage, then service.
     pub async fn service_stage_states(&self, project: &str) -> Result<Vec<ServiceStageRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT stage, service, deployed_image, last_event_types FROM service_stage \
-             WHERE project = $1 ORDER BY stage, service",
-        )
-        .bind(project)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let (stage, service): (String, String) = (r.try_get("stage")?, r.try_get("service")?);
-                let types: String = r.try_get("last_event_types")?;
-                let last_event_types = parse(format_args!("service_stage {project}/{stage}/{service}"), &types)?;
-                Ok(ServiceStageRow { stage, service, deployed_image: r.try_get("deployed_image")?, last_event_types })
-            })
-            .collect()
+        let mut states: BTreeMap<(String, String), ServiceStageRow> = BTreeMap::new();
+        let images = sqlx::query("SELECT stage, service, deployed_image FROM service_stage WHERE project = $1")
+            .bind(project)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &images {
+            let (stage, service): (String, String) = (r.try_get("stage")?, r.try_get("service")?);
+            let row = states.entry((stage.clone(), service.clone())).or_insert_with(|| ServiceStageRow {
+                stage,
+                service,
+                deployed_image: None,
+                last_event_types: json!({}),
+            });
+            row.deployed_image = r.try_get("deployed_image")?;
+        }
+        let last =
+            sqlx::query("SELECT stage, service, ty, event_id, context, time FROM last_events WHERE project = $1")
+                .bind(project)
+                .fetch_all(&self.pool)
+                .await?;
+        for r in &last {
+            let (stage, service): (String, String) = (r.try_get("stage")?, r.try_get("service")?);
+            let row = states.entry((stage.clone(), service.clone())).or_insert_with(|| ServiceStageRow {
+                stage,
+                service,
+                deployed_image: None,
+                last_event_types: json!({}),
+            });
+            let ty: String = r.try_get("ty")?;
+            let (id, context, time): (String, String, String) =
+                (r.try_get("event_id")?, r.try_get("context")?, r.try_get("time")?);
+            row.last_event_types[ty] = json!({ "eventId": id, "keptnContext": context, "time": time });
+        }
+        Ok(states.into_values().collect())
     }
 }
 
@@ -194,37 +216,18 @@ impl Tx<'_> {
         context: &str,
         time: &str,
     ) -> Result<(), StoreError> {
-        // Create the row if missing, then read it locked (PostgreSQL; SQLite transactions
-        // already hold the write lock) so concurrent touches of other types are not lost.
         sqlx::query(
-            "INSERT INTO service_stage (project, stage, service) VALUES ($1, $2, $3) \
-             ON CONFLICT (project, stage, service) DO NOTHING",
+            "INSERT INTO last_events (project, stage, service, ty, event_id, context, time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, stage, service, ty) \
+             DO UPDATE SET event_id = excluded.event_id, context = excluded.context, time = excluded.time",
         )
         .bind(project)
         .bind(stage)
         .bind(service)
-        .execute(&mut *self.tx)
-        .await?;
-        let select = match self.backend {
-            Backend::Sqlite => {
-                "SELECT last_event_types FROM service_stage WHERE project = $1 AND stage = $2 AND service = $3"
-            }
-            Backend::Postgres => {
-                "SELECT last_event_types FROM service_stage WHERE project = $1 AND stage = $2 AND service = $3 \
-                 FOR UPDATE"
-            }
-        };
-        let current: String =
-            sqlx::query_scalar(select).bind(project).bind(stage).bind(service).fetch_one(&mut *self.tx).await?;
-        let mut types: Map<String, Value> = parse(format_args!("service_stage {project}/{stage}/{service}"), &current)?;
-        types.insert(ty.to_owned(), json!({"eventId": event_id, "keptnContext": context, "time": time}));
-        sqlx::query(
-            "UPDATE service_stage SET last_event_types = $4 WHERE project = $1 AND stage = $2 AND service = $3",
-        )
-        .bind(project)
-        .bind(stage)
-        .bind(service)
-        .bind(to_json(&types))
+        .bind(ty)
+        .bind(event_id)
+        .bind(context)
+        .bind(time)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

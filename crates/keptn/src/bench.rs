@@ -1,0 +1,328 @@
+//! `keptn bench`: starts a real `keptn server` (this binary, embedded defaults, fresh data dir)
+//! in a child process and measures it over HTTP: start time, idle RSS, durable ingestion,
+//! task hop latency with a push integration, a 3-stage delivery end to end, sustained
+//! sequences per second. Prints figures; asserts nothing.
+
+use anyhow::{Context as _, bail};
+use axum::Json;
+use axum::extract::State;
+use base64::Engine as _;
+use clap::Args;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Events for the ingestion run.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent HTTP clients for ingestion and sequences.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Sequences for the sustained run (one instantly answered task each).
+    #[arg(long, default_value_t = 3_000)]
+    sequences: usize,
+    /// Services (parallel lanes) for the sustained run.
+    #[arg(long, default_value_t = 300)]
+    services: usize,
+    /// Task hops to time.
+    #[arg(long, default_value_t = 1_000)]
+    hops: usize,
+    /// Database URL for the server under test (default: SQLite in a temp dir).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+const TOKEN: &str = "bench-token";
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[derive(Clone)]
+struct Api {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self.http.post(format!("{}{path}", self.url)).header("x-token", TOKEN).json(body).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
+}
+
+/// The bench's push integration: answers every task instantly with a lone `.finished`,
+/// records hop times and reports sequence `.finished` events.
+struct Integration {
+    api: Api,
+    sent: Mutex<HashMap<String, Instant>>,
+    hops: Mutex<Vec<Duration>>,
+    finished: mpsc::UnboundedSender<(String, Instant)>,
+}
+
+async fn on_event(State(me): State<Arc<Integration>>, Json(ev): Json<Value>) -> &'static str {
+    let now = Instant::now();
+    let ty = ev["type"].as_str().unwrap_or("");
+    let ctx = ev["shkeptncontext"].as_str().unwrap_or("").to_string();
+    let parts = ty.split('.').count();
+    if parts == 5 && ty.ends_with(".triggered") {
+        if let Some(t) = me.sent.lock().unwrap().remove(&ctx) {
+            me.hops.lock().unwrap().push(now - t);
+        }
+        let task = ty.trim_start_matches("sh.keptn.event.").trim_end_matches(".triggered");
+        let d = &ev["data"];
+        let finished = json!({
+            "type": format!("sh.keptn.event.{task}.finished"), "source": "bench", "shkeptncontext": ctx,
+            "triggeredid": ev["id"],
+            "data": { "project": d["project"], "stage": d["stage"], "service": d["service"], "result": "pass", "status": "succeeded" }
+        });
+        let me = me.clone();
+        tokio::spawn(async move {
+            me.sent.lock().unwrap().insert(ctx, Instant::now());
+            if let Err(e) = me.api.post("/api/v1/event", &finished).await {
+                eprintln!("bench integration: {e}");
+            }
+        });
+    } else if parts == 6 && ty.ends_with(".finished") {
+        let _ = me.finished.send((ctx, now));
+    }
+    "ok"
+}
+
+fn shipyard(stages: &[(&str, usize)]) -> String {
+    let mut y =
+        String::from("apiVersion: spec.keptn.sh/0.2.3\nkind: Shipyard\nmetadata: { name: bench }\nspec:\n  stages:\n");
+    let mut prev: Option<&str> = None;
+    for (stage, tasks) in stages {
+        y.push_str(&format!("    - name: {stage}\n      sequences:\n        - name: delivery\n"));
+        if let Some(p) = prev {
+            y.push_str(&format!("          triggeredOn: [ {{ event: {p}.delivery.finished }} ]\n"));
+        }
+        y.push_str("          tasks:\n");
+        for t in 0..*tasks {
+            y.push_str(&format!("            - name: task{t}\n"));
+        }
+        prev = Some(stage);
+    }
+    y
+}
+
+async fn create_project(api: &Api, name: &str, shipyard: &str, services: usize) -> anyhow::Result<()> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(shipyard);
+    api.post("/api/controlPlane/v1/project", &json!({ "name": name, "shipyard": b64 })).await?;
+    for i in 0..services {
+        api.post(
+            &format!("/api/controlPlane/v1/project/{name}/service"),
+            &json!({ "serviceName": format!("svc-{i}") }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn trigger(project: &str, stage: &str, service: &str) -> Value {
+    json!({ "type": format!("sh.keptn.event.{stage}.delivery.triggered"), "source": "bench",
+            "data": { "project": project, "stage": stage, "service": service } })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KEPTN_API_TOKEN", TOKEN)
+        .env("KEPTN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(db) = &args.database_url {
+        cmd.env("KEPTN_DATABASE_URL", db);
+    }
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
+    let started = Instant::now();
+    let server = Server(cmd.spawn().context("cannot start the server")?);
+    loop {
+        if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let start_time = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_kib(server.0.id());
+    println!("keptn bench — server: {} ({})", url, args.database_url.as_deref().unwrap_or("embedded SQLite"));
+    println!("start time (spawn → /health 200): {}", ms(start_time));
+    match idle_rss {
+        Some(kib) => println!("idle RSS: {:.1} MB", kib as f64 / 1024.0),
+        None => println!("idle RSS: unavailable (no /proc)"),
+    }
+
+    let api = Api { url: url.clone(), http: http.clone() };
+    let (fin_tx, mut fin_rx) = mpsc::unbounded_channel();
+    let integration =
+        Arc::new(Integration { api: api.clone(), sent: Mutex::default(), hops: Mutex::default(), finished: fin_tx });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let push_url = format!("http://{}/events", listener.local_addr()?);
+    let app = axum::Router::new().route("/events", axum::routing::post(on_event)).with_state(integration.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    api.post(
+        "/api/controlPlane/v1/uniform/registration",
+        &json!({ "name": "bench", "metadata": { "hostname": "bench", "kubernetesmetadata": { "namespace": "keptn" } },
+                 "subscriptions": [ { "event": "sh.keptn.event.*.triggered", "filter": { "projects": ["hops", "delivery", "seqs"] } },
+                                    { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["hops", "delivery", "seqs"] } } ],
+                 "pushURL": push_url }),
+    )
+    .await?;
+
+    // 1. Durable ingestion: events that match no task are stored and published.
+    create_project(&api, "ingest", &shipyard(&[("dev", 1)]), 1).await?;
+    let t0 = Instant::now();
+    let per_client = args.events / args.concurrency;
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..args.concurrency {
+        let api = api.clone();
+        clients.spawn(async move {
+            for i in 0..per_client {
+                let ev = json!({ "type": "sh.keptn.event.deployment.finished", "source": "bench",
+                                 "triggeredid": format!("none-{c}-{i}"),
+                                 "data": { "project": "ingest", "stage": "dev", "service": "svc-0", "result": "pass", "status": "succeeded" } });
+                api.post("/api/v1/event", &ev).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    let total = per_client * args.concurrency;
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "durable ingestion: {total} events in {secs:.2} s = {:.0} events/s ({} clients)",
+        total as f64 / secs,
+        args.concurrency
+    );
+
+    // 2. Task hop latency: one lane, long sequences, lone `.finished` answers.
+    let tasks = 50;
+    create_project(&api, "hops", &shipyard(&[("dev", tasks)]), 1).await?;
+    let runs = args.hops.div_ceil(tasks);
+    for _ in 0..runs {
+        api.post("/api/v1/event", &trigger("hops", "dev", "svc-0")).await?;
+        fin_rx.recv().await.context("sequence finished")?;
+    }
+    let mut hops = std::mem::take(&mut *integration.hops.lock().unwrap());
+    hops.sort();
+    println!(
+        "task hop (.finished in → next .triggered out, push): n={} p50 {} p99 {} max {}",
+        hops.len(),
+        ms(percentile(&hops, 0.5)),
+        ms(percentile(&hops, 0.99)),
+        ms(percentile(&hops, 1.0))
+    );
+
+    // 3. A 3-stage delivery of 12 instant tasks, end to end.
+    create_project(&api, "delivery", &shipyard(&[("dev", 4), ("staging", 4), ("production", 4)]), 1).await?;
+    let mut deliveries = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        let ctx = api.post("/api/v1/event", &trigger("delivery", "dev", "svc-0")).await?["keptnContext"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let mut stages_done = 0;
+        while stages_done < 3 {
+            let (c, at) = fin_rx.recv().await.context("stage finished")?;
+            if c == ctx {
+                stages_done += 1;
+                if stages_done == 3 {
+                    deliveries.push(at - t);
+                }
+            }
+        }
+    }
+    deliveries.sort();
+    println!(
+        "3-stage delivery, 12 instant tasks, end to end: median {} (min {}, max {}, n=10)",
+        ms(percentile(&deliveries, 0.5)),
+        ms(percentile(&deliveries, 0.0)),
+        ms(percentile(&deliveries, 1.0))
+    );
+
+    // 4. Sustained sequences/s: many lanes in parallel, one instant task each.
+    create_project(&api, "seqs", &shipyard(&[("dev", 1)]), args.services).await?;
+    integration.sent.lock().unwrap().clear();
+    let t0 = Instant::now();
+    let per_client = args.sequences / args.concurrency;
+    let n = per_client * args.concurrency;
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..args.concurrency {
+        let api = api.clone();
+        let services = args.services;
+        clients.spawn(async move {
+            for i in 0..per_client {
+                let svc = format!("svc-{}", (c * per_client + i) % services);
+                api.post("/api/v1/event", &trigger("seqs", "dev", &svc)).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done < n {
+        match tokio::time::timeout_at(deadline.into(), fin_rx.recv()).await {
+            Ok(Some(_)) => done += 1,
+            _ => bail!("only {done} of {n} sequences finished"),
+        }
+    }
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "sustained: {n} sequences over {} services in {secs:.2} s = {:.0} sequences/s",
+        args.services,
+        n as f64 / secs
+    );
+    if let Some(kib) = rss_kib(server.0.id()) {
+        println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
+    }
+    drop(server);
+    Ok(())
+}
