@@ -53,7 +53,6 @@ CREATE TABLE events (
 CREATE INDEX events_project_seq ON events (project, seq);
 CREATE INDEX events_context_seq ON events (context, seq);
 CREATE INDEX events_ty_seq ON events (ty, seq);
-CREATE INDEX events_triggeredid ON events (triggeredid);
 CREATE INDEX events_time ON events (time_ms, seq);
 
 CREATE TABLE executions (

@@ -55,8 +55,19 @@ impl Backend {
     }
 }
 
-const SQLITE_PRAGMAS: &[&str] =
-    &["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"];
+/// WAL with `synchronous=NORMAL`: a commit survives a crash of the process (the SIGKILL test
+/// proves it); only a power loss or kernel crash can lose the last commits, never corrupt the
+/// file. Reads through mmap and a 64 MiB page cache keep the single writer off the disk.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA mmap_size=268435456",
+    "PRAGMA cache_size=-65536",
+    // Checkpoints run beside the writer (`Store::checkpoint`), not inside one of its commits.
+    "PRAGMA wal_autocheckpoint=0",
+];
 
 /// The database. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
@@ -96,6 +107,15 @@ impl Store {
         let store = Store { pool, backend };
         migrate::run(&store).await?;
         Ok(store)
+    }
+
+    /// Copies the SQLite write-ahead log back into the database file without blocking writers
+    /// (a PASSIVE checkpoint). A no-op on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            self.pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -22,7 +22,7 @@ pub const API_SOURCE: &str = "https://github.com/keptn/keptn/api";
 /// when none is given.
 fn keptn_context(given: &str) -> String {
     if given.is_empty() {
-        return uuid::Uuid::new_v4().to_string();
+        return uuid::Uuid::now_v7().to_string();
     }
     match uuid::Uuid::parse_str(given) {
         Ok(u) => u.to_string(),
@@ -53,7 +53,7 @@ fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
     ] {
         no_nul(field, value)?;
     }
-    event.id = uuid::Uuid::new_v4().to_string();
+    event.id = uuid::Uuid::now_v7().to_string();
     event.time = format_time(now_ms());
     event.shkeptncontext = keptn_context(&event.shkeptncontext);
     if event.source.is_empty() {
@@ -328,9 +328,9 @@ pub async fn trigger_evaluation(
     if let Some(labels) = body.labels {
         data["labels"] = labels;
     }
-    let context = uuid::Uuid::new_v4().to_string();
+    let context = uuid::Uuid::now_v7().to_string();
     let mut event = KeptnEvent::new(
-        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::now_v7().to_string(),
         event_type::sequence(&stage, "evaluation", "triggered"),
         context.clone(),
         format_time(now_ms()),
