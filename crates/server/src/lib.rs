@@ -2,6 +2,7 @@
 
 mod api;
 mod body;
+mod builtin;
 mod catalog;
 mod dispatch;
 mod error;
@@ -107,6 +108,7 @@ pub async fn start_with_signal(
         integration_ttl_ms: config.integration_ttl.as_millis() as i64,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);
@@ -126,6 +128,9 @@ pub async fn start_with_signal(
             tracing::error!(error = %e, "server error");
         }
         expiry_task.abort();
+        for task in builtin_tasks {
+            task.abort();
+        }
         // Dropping the last writer handle lets the writer finish its queue and stop.
         drop(state);
         let _ = writer_task.await;

@@ -131,6 +131,12 @@ impl Directory {
         }
         out
     }
+
+    /// The current subscriptions of one integration; None if it is not registered.
+    pub fn subscriptions_of(&self, id: &str) -> Option<Vec<Subscription>> {
+        let all = self.0.read().expect("directory lock");
+        all.iter().find(|i| i.id == id).map(|i| i.subscriptions.clone())
+    }
 }
 
 #[cfg(test)]

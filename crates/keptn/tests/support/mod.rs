@@ -419,3 +419,30 @@ pub fn time_ms(t: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     ((days * 24 + c[0]) * 60 + c[1]) * 60_000 + c[2] * 1000 + millis
 }
+
+impl TestServer {
+    /// Stops the server and starts it again on the same data (data dir or PostgreSQL schema),
+    /// on a new port: take a new `client()` afterwards.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        // The URL `keptn_store::testing::create_schema` made for this schema.
+        let database_url = self.pg.as_ref().map(|(admin, schema)| {
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+        });
+        let config = ServerConfig {
+            data_dir: self.dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            task_start_timeout: Duration::from_secs(600),
+            database_url,
+            api_token: self.token.clone(),
+            max_body_bytes: 64 * 1024,
+            integration_ttl: Duration::from_secs(3600),
+        };
+        let server = keptn_server::start(config).await.expect("server restarts");
+        self.url = format!("http://{}", server.addr);
+        self.server = Some(server);
+    }
+}

@@ -141,6 +141,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+pub use uniform::{heartbeat, upsert_registration};
+
 pub async fn refresh_directory(state: &Shared) -> Result<(), ApiError> {
     uniform::refresh(state).await
 }

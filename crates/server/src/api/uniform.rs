@@ -48,8 +48,15 @@ fn validate_push_url(url: &str) -> ApiResult<()> {
 
 pub async fn register(
     State(state): State<Shared>,
-    JsonBody(mut body): JsonBody<Integration>,
+    JsonBody(body): JsonBody<Integration>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (status, id) = upsert_registration(&state, body).await?;
+    Ok((status, Json(json!({ "id": id }))))
+}
+
+/// keptn's registration semantics (reference §5.2), for the API and the built-in integrations:
+/// `201` with a new id, or `200` with the id of the existing registration it refreshed.
+pub async fn upsert_registration(state: &Shared, mut body: Integration) -> ApiResult<(StatusCode, String)> {
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name is required: the integration's name, e.g. jmeter-service"));
     }
@@ -60,7 +67,7 @@ pub async fn register(
     }
     let now = format_time(now_ms());
     let namespace = body.metadata.kubernetesmetadata.namespace.clone();
-    let mut same: Vec<Integration> = load_all(&state)
+    let mut same: Vec<Integration> = load_all(state)
         .await?
         .into_iter()
         .filter(|i| i.name == body.name && i.metadata.kubernetesmetadata.namespace == namespace)
@@ -84,14 +91,14 @@ pub async fn register(
         target.metadata = body.metadata;
         target.metadata.lastseen = now;
         target.push_url = body.push_url;
-        save(&state, &target).await?;
-        return Ok((StatusCode::OK, Json(json!({ "id": target.id }))));
+        save(state, &target).await?;
+        return Ok((StatusCode::OK, target.id));
     }
     body.id = integration_id(&body.name, &namespace, &body.metadata.hostname);
     body.subscriptions = with_ids(std::mem::take(&mut body.subscriptions));
     body.metadata.lastseen = now;
-    save(&state, &body).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": body.id }))))
+    save(state, &body).await?;
+    Ok((StatusCode::CREATED, body.id))
 }
 
 fn with_ids(subs: Vec<Subscription>) -> Vec<Subscription> {
@@ -152,10 +159,15 @@ pub async fn unregister(State(state): State<Shared>, Path(id): Path<String>) -> 
 }
 
 pub async fn ping(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Integration>> {
-    let mut integration = find(&state, &id).await?;
+    Ok(Json(heartbeat(&state, &id).await?))
+}
+
+/// Sets `lastseen` to now; 404 if the integration is not registered (any more).
+pub async fn heartbeat(state: &Shared, id: &str) -> ApiResult<Integration> {
+    let mut integration = find(state, id).await?;
     integration.metadata.lastseen = format_time(now_ms());
-    save(&state, &integration).await?;
-    Ok(Json(integration))
+    save(state, &integration).await?;
+    Ok(integration)
 }
 
 pub async fn list_subscriptions(
