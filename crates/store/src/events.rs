@@ -7,6 +7,42 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+/// An indexed event column an [`EventQuery::any_of`] filter can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventField {
+    /// `data.project`
+    Project,
+    /// `data.stage`
+    Stage,
+    /// `data.service`
+    Service,
+    /// `shkeptncontext`
+    Context,
+    /// `type`
+    Type,
+    /// `id`
+    Id,
+    /// `source`
+    Source,
+    /// `triggeredid`
+    TriggeredId,
+}
+
+impl EventField {
+    fn column(self) -> &'static str {
+        match self {
+            EventField::Project => "e.project",
+            EventField::Stage => "e.stage",
+            EventField::Service => "e.service",
+            EventField::Context => "e.context",
+            EventField::Type => "e.ty",
+            EventField::Id => "e.id",
+            EventField::Source => "e.source",
+            EventField::TriggeredId => "e.triggeredid",
+        }
+    }
+}
+
 /// Filters of the datastore's event query. `None` filters nothing.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -23,6 +59,12 @@ pub struct EventQuery {
     pub before_ms: Option<i64>,
     /// Only the first event (lowest seq) of each keptnContext.
     pub root: bool,
+    /// IN filters, all of which must hold (together with the filters above): the event's field
+    /// is one of the values. An empty value list matches nothing.
+    pub any_of: Vec<(EventField, Vec<String>)>,
+    /// Leaves out events whose non-empty `triggeredid` is the `triggeredid` of an event of this
+    /// type in the same project (e.g. `sh.keptn.event.evaluation.invalidated`).
+    pub exclude_triggered_by: Option<String>,
     pub offset: i64,
     /// ≤ 0: no limit.
     pub limit: i64,
@@ -54,8 +96,8 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&self.pool).await?)
     }
 
-    /// Matching event bodies, newest first (`time_ms` desc, then seq desc), and the total count.
-    pub async fn query_events(&self, q: &EventQuery) -> Result<(Vec<Value>, i64), StoreError> {
+    /// `SELECT … FROM events e WHERE <the query's filters>` (no order, no paging).
+    fn event_filter(q: &EventQuery) -> Sql {
         let mut sql = Sql::new("SELECT e.body, e.time_ms, e.seq FROM events e WHERE 1 = 1");
         sql.eq("e.project", q.project.as_deref())
             .eq("e.stage", q.stage.as_deref())
@@ -66,13 +108,61 @@ impl Store {
             .eq("e.source", q.source.as_deref())
             .cmp("e.time_ms", ">", q.from_ms)
             .cmp("e.time_ms", "<", q.before_ms);
+        for (field, values) in &q.any_of {
+            sql.in_list(field.column(), values);
+        }
+        if let Some(ty) = &q.exclude_triggered_by {
+            let p = sql.str(ty);
+            sql.push(&format!(
+                " AND (e.triggeredid = '' OR NOT EXISTS (SELECT 1 FROM events i WHERE i.ty = {p} \
+                 AND i.project = e.project AND i.triggeredid = e.triggeredid))"
+            ));
+        }
         if q.root {
             sql.push(" AND e.seq = (SELECT MIN(f.seq) FROM events f WHERE f.context = e.context)");
         }
+        sql
+    }
+
+    /// Matching event bodies, newest first (`time_ms` desc, then seq desc), and the total count.
+    pub async fn query_events(&self, q: &EventQuery) -> Result<(Vec<Value>, i64), StoreError> {
+        let mut sql = Self::event_filter(q);
         let total = sql.count(&self.pool).await?;
         sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(q.offset, q.limit);
         let rows = sql.fetch_all(&self.pool).await?;
         Ok((rows.iter().map(body).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Hands the matching events to `visit` newest first (the order of [`Store::query_events`])
+    /// until it returns `false` or the events run out. Reads `batch` rows at a time (at least 1)
+    /// with keyset paging, so memory stays bounded and events stored meanwhile neither repeat nor
+    /// shift rows. `q.offset` and `q.limit` are ignored.
+    pub async fn scan_events<F>(&self, q: &EventQuery, batch: i64, mut visit: F) -> Result<(), StoreError>
+    where
+        F: FnMut(Value) -> bool,
+    {
+        let batch = batch.max(1);
+        let mut after: Option<(i64, i64)> = None;
+        loop {
+            let mut sql = Self::event_filter(q);
+            if let Some((time_ms, seq)) = after {
+                let (t1, t2, s) = (sql.int(time_ms), sql.int(time_ms), sql.int(seq));
+                sql.push(&format!(" AND (e.time_ms < {t1} OR (e.time_ms = {t2} AND e.seq < {s}))"));
+            }
+            sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(0, batch);
+            let rows = sql.fetch_all(&self.pool).await?;
+            for r in &rows {
+                if !visit(body(r)?) {
+                    return Ok(());
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == batch => {
+                    after = Some((last.try_get("time_ms")?, last.try_get("seq")?))
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     pub async fn get_event(&self, id: &str) -> Result<Option<Value>, StoreError> {

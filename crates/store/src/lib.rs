@@ -15,7 +15,7 @@ pub mod testing;
 mod uniform;
 
 pub use batch::{OpenRow, ScopeKey, WriteBatch};
-pub use events::{EventQuery, OpenTriggeredQuery};
+pub use events::{EventField, EventQuery, OpenTriggeredQuery};
 pub use executions::{ContextQuery, ExecutionQuery};
 pub use projects::{ProjectRow, ServiceRow, ServiceStageRow};
 

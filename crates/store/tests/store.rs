@@ -108,6 +108,8 @@ suite!(
     projects_and_services,
     insert_event_dedups,
     query_events_filters_pages_orders,
+    query_events_any_of_and_invalidated,
+    scan_events_batches_newest_first,
     dropped_tx_rolls_back,
     executions_save_and_load,
     contexts_page,
@@ -298,6 +300,124 @@ async fn query_events_filters_pages_orders(db: &TestDb) {
     })
     .await;
     assert!(evs.is_empty(), "e2 is not the root of c1");
+}
+
+fn with_triggeredid(mut ev: KeptnEvent, triggeredid: &str) -> KeptnEvent {
+    ev.triggeredid = triggeredid.into();
+    ev
+}
+
+async fn query_events_any_of_and_invalidated(db: &TestDb) {
+    let s = &db.store;
+    let fin = "sh.keptn.event.evaluation.finished";
+    let inv = "sh.keptn.event.evaluation.invalidated";
+    let mut helm = event("e4", fin, "q", "prod", "api", "c3");
+    helm.source = "helm".into();
+    insert_events(
+        s,
+        &[
+            (1, with_triggeredid(event("e1", fin, "p", "dev", "svc", "c1"), "t1"), 1000),
+            (2, with_triggeredid(event("e2", fin, "p", "prod", "svc", "c2"), "t2"), 2000),
+            (3, with_triggeredid(event("e3", fin, "q", "dev", "web", "c3"), "t3"), 3000),
+            (4, with_triggeredid(helm, "t4"), 4000),
+            (5, with_triggeredid(event("e5", fin, "r", "dev", "svc", "c5"), "t5"), 5000),
+            // No triggeredid: never excluded, not even by an invalidated event without one.
+            (6, event("e6", fin, "p", "dev", "svc", "c6"), 6000),
+            // Invalidates t2 in p; t3 is invalidated only in another project, so e3 stays.
+            (7, with_triggeredid(event("i1", inv, "p", "prod", "svc", "c2"), "t2"), 7000),
+            (8, with_triggeredid(event("i2", inv, "r", "dev", "svc", "c9"), "t3"), 7000),
+            (9, event("i3", inv, "p", "dev", "svc", "c6"), 7000),
+        ],
+    )
+    .await;
+    let all = |q: EventQuery| async move { s.query_events(&q).await.unwrap() };
+    let any =
+        |field: EventField, values: &[&str]| (field, values.iter().map(|v| v.to_string()).collect::<Vec<String>>());
+    let fin_q =
+        |any_of: Vec<(EventField, Vec<String>)>| EventQuery { ty: Some(fin.into()), any_of, ..Default::default() };
+
+    let (evs, total) = all(fin_q(vec![any(EventField::Project, &["p", "q"])])).await;
+    assert_eq!((ids(&evs), total), (vec!["e6", "e4", "e3", "e2", "e1"], 5));
+    let (evs, _) = all(fin_q(vec![any(EventField::Stage, &["prod"])])).await;
+    assert_eq!(ids(&evs), ["e4", "e2"]);
+    let (evs, _) = all(fin_q(vec![any(EventField::Service, &["api", "web"])])).await;
+    assert_eq!(ids(&evs), ["e4", "e3"]);
+    let (evs, _) = all(fin_q(vec![any(EventField::Context, &["c1", "c5", "nope"])])).await;
+    assert_eq!(ids(&evs), ["e5", "e1"]);
+    let (evs, _) = all(fin_q(vec![any(EventField::Source, &["helm"])])).await;
+    assert_eq!(ids(&evs), ["e4"]);
+    let (evs, _) = all(fin_q(vec![any(EventField::Id, &["e2", "e3", "i1"])])).await;
+    assert_eq!(ids(&evs), ["e3", "e2"], "ty still applies");
+    let (evs, _) = all(fin_q(vec![any(EventField::TriggeredId, &["t1", "t5"])])).await;
+    assert_eq!(ids(&evs), ["e5", "e1"]);
+    let (evs, _) = all(EventQuery { any_of: vec![any(EventField::Type, &[inv])], ..Default::default() }).await;
+    assert_eq!(ids(&evs), ["i3", "i2", "i1"]);
+    // Clauses are ANDed with each other and with the single-value filters; paging still applies.
+    let (evs, total) = all(EventQuery {
+        limit: 1,
+        offset: 1,
+        ..fin_q(vec![any(EventField::Project, &["p", "q", "r"]), any(EventField::Stage, &["dev"])])
+    })
+    .await;
+    assert_eq!((ids(&evs), total), (vec!["e5"], 4));
+    let (evs, _) = all(fin_q(vec![any(EventField::Project, &["p", "q"]), any(EventField::Project, &["q", "r"])])).await;
+    assert_eq!(ids(&evs), ["e4", "e3"], "two clauses on one field intersect");
+    let (evs, _) =
+        all(EventQuery { project: Some("q".into()), ..fin_q(vec![any(EventField::Stage, &["dev", "prod"])]) }).await;
+    assert_eq!(ids(&evs), ["e4", "e3"]);
+    let (evs, total) = all(fin_q(vec![any(EventField::Project, &[])])).await;
+    assert_eq!((evs.len(), total), (0, 0), "an empty list matches nothing");
+
+    // exclude_triggered_by: only the same project's invalidations count.
+    let (evs, total) = all(EventQuery { exclude_triggered_by: Some(inv.into()), ..fin_q(vec![]) }).await;
+    assert_eq!((ids(&evs), total), (vec!["e6", "e5", "e4", "e3", "e1"], 5));
+    let (evs, total) = all(EventQuery {
+        exclude_triggered_by: Some(inv.into()),
+        project: Some("p".into()),
+        limit: 1,
+        ..fin_q(vec![])
+    })
+    .await;
+    assert_eq!((ids(&evs), total), (vec!["e6"], 2));
+}
+
+async fn scan_events_batches_newest_first(db: &TestDb) {
+    let s = &db.store;
+    let mut events = Vec::new();
+    for i in 1..=7i64 {
+        // Pairs share a time, so batch boundaries fall between equal times: seq breaks the tie.
+        let project = if i == 4 { "other" } else { "p" };
+        events.push((i, event(&format!("e{i}"), "sh.keptn.event.test.finished", project, "dev", "svc", "c"), i / 2));
+    }
+    insert_events(s, &events).await;
+    let q = EventQuery { project: Some("p".into()), offset: 3, limit: 1, ..Default::default() };
+    let expected = ["e7", "e6", "e5", "e3", "e2", "e1"];
+    for batch in [0, 1, 2, 3, 6, 100] {
+        let mut seen = Vec::new();
+        s.scan_events(&q, batch, |ev| {
+            seen.push(ev["id"].as_str().unwrap().to_string());
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, expected, "batch {batch}: every match once, newest first, offset/limit ignored");
+    }
+    let mut seen = Vec::new();
+    s.scan_events(&q, 2, |ev| {
+        seen.push(ev["id"].as_str().unwrap().to_string());
+        seen.len() < 3
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, ["e7", "e6", "e5"], "stops when visit returns false");
+    let mut count = 0;
+    s.scan_events(&EventQuery { project: Some("nope".into()), ..Default::default() }, 2, |_| {
+        count += 1;
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!(count, 0);
 }
 
 async fn dropped_tx_rolls_back(db: &TestDb) {

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use keptn_engine::format_time;
 use keptn_spec::event_type::{self, EventType};
 use keptn_spec::{KeptnEvent, duration};
-use keptn_store::{EventQuery, OpenTriggeredQuery};
+use keptn_store::{EventField, EventQuery, OpenTriggeredQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -148,6 +148,7 @@ pub async fn datastore_events(State(state): State<Shared>, Query(p): Query<Datas
         root: p.root.as_deref().is_some_and(|r| !r.is_empty()),
         offset: page.offset,
         limit: page.limit,
+        ..EventQuery::default()
     };
     let (events, total) = state.store.query_events(&q).await?;
     Ok(Json(
@@ -164,67 +165,133 @@ pub struct ByTypeParams {
     limit: Option<String>,
 }
 
-/// `GET /event/type/{eventType}?filter=data.project:p AND data.service:s` (lighthouse's query).
+/// Rows read per round trip when clauses must be matched against the event JSON.
+const SCAN_BATCH: i64 = 500;
+
+const FILTER_HELP: &str = "use key:value or key:v1,v2 clauses joined by \" AND \", \
+                           e.g. filter=data.project:sockshop AND data.stage:dev AND data.result:pass,warning";
+
+/// Filter keys answered by an indexed column of the event log.
+fn indexed_field(key: &str) -> Option<EventField> {
+    Some(match key {
+        "data.project" => EventField::Project,
+        "data.stage" => EventField::Stage,
+        "data.service" => EventField::Service,
+        "shkeptncontext" => EventField::Context,
+        "source" => EventField::Source,
+        "id" => EventField::Id,
+        "triggeredid" => EventField::TriggeredId,
+        "type" => EventField::Type,
+        _ => return None,
+    })
+}
+
+/// A `filter` clause on any other key: a dotted path into the event and the accepted values.
+struct JsonClause {
+    pointer: String,
+    values: Vec<String>,
+}
+
+impl JsonClause {
+    /// Strings compare as they are, other JSON values as their JSON text.
+    fn matches(&self, ev: &Value) -> bool {
+        ev.pointer(&self.pointer)
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .is_some_and(|v| self.values.contains(&v))
+    }
+}
+
+/// keptn's `filter` syntax: clauses `key:value` or `key:v1,v2` (any of the values) joined by
+/// ` AND `. Indexed keys go into the store query, the others are matched against the JSON.
+fn parse_filter(filter: &str, q: &mut EventQuery) -> ApiResult<Vec<JsonClause>> {
+    let mut json_clauses = Vec::new();
+    let mut scoped = false;
+    for clause in filter.split(" AND ").map(str::trim).filter(|c| !c.is_empty()) {
+        let (key, values) = clause
+            .split_once(':')
+            .ok_or_else(|| ApiError::bad_request(format!("filter clause {clause:?} has no value; {FILTER_HELP}")))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(ApiError::bad_request(format!("filter clause {clause:?} has no key; {FILTER_HELP}")));
+        }
+        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+        if values.iter().any(String::is_empty) {
+            return Err(ApiError::bad_request(format!("filter clause {clause:?} has an empty value; {FILTER_HELP}")));
+        }
+        match indexed_field(key) {
+            Some(field) => {
+                scoped |= matches!(field, EventField::Project | EventField::Context);
+                q.any_of.push((field, values));
+            }
+            None => json_clauses.push(JsonClause { pointer: format!("/{}", key.replace('.', "/")), values }),
+        }
+    }
+    if !scoped {
+        return Err(ApiError::bad_request(format!(
+            "filter must contain data.project:<project> or shkeptncontext:<keptnContext>; {FILTER_HELP}"
+        )));
+    }
+    Ok(json_clauses)
+}
+
+fn bool_param(name: &str, v: Option<&str>) -> ApiResult<bool> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(format!("{name} {:?} must be true or false", v.unwrap_or("")))),
+    }
+}
+
+/// `GET /event/type/{eventType}?filter=data.project:p AND data.result:pass,warning` — lighthouse's
+/// query for comparison evaluations. Newest first, at most `limit` events; `totalCount` counts
+/// all matching events. Indexed clauses and `excludeInvalidated` are answered by the store; when
+/// other clauses remain, the candidates are scanned in batches until all are matched.
 pub async fn datastore_events_by_type(
     State(state): State<Shared>,
     Path(event_type): Path<String>,
     Query(p): Query<ByTypeParams>,
 ) -> ApiResult<Json<Value>> {
-    let page = Page::parse(p.limit.as_deref(), None, 100)?;
-    let filter = p.filter.unwrap_or_default();
-    let mut q = EventQuery { ty: Some(event_type), offset: 0, limit: 1000, ..EventQuery::default() };
+    let limit = match p.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => 20,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit {s:?} must be a number from 1 to 100")))?,
+    };
+    let mut q = EventQuery { ty: Some(event_type), ..EventQuery::default() };
     q.from_ms = time_param("fromTime", p.from_time.as_ref())?;
-    let mut post: Vec<(String, Vec<String>)> = Vec::new();
-    for clause in filter.split(" AND ").map(str::trim).filter(|c| !c.is_empty()) {
-        let (key, values) = clause
-            .split_once(':')
-            .ok_or_else(|| ApiError::bad_request(format!("filter clause {clause:?} must look like key:value")))?;
-        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
-        let single = (values.len() == 1).then(|| values[0].clone());
-        match (key.trim(), single) {
-            ("data.project", Some(v)) => q.project = Some(v),
-            ("data.stage", Some(v)) => q.stage = Some(v),
-            ("data.service", Some(v)) => q.service = Some(v),
-            ("shkeptncontext", Some(v)) => q.context = Some(v),
-            ("source", Some(v)) => q.source = Some(v),
-            ("id", Some(v)) => q.event_id = Some(v),
-            (k, _) => post.push((k.to_string(), values)),
-        }
+    if bool_param("excludeInvalidated", p.exclude_invalidated.as_deref())? {
+        q.exclude_triggered_by = Some(event_type::task("evaluation", "invalidated"));
     }
-    if q.project.is_none() && q.context.is_none() {
-        return Err(ApiError::bad_request("filter must contain data.project or shkeptncontext"));
+    let filter = p.filter.unwrap_or_default();
+    if filter.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "filter is required and must contain data.project:<project> or shkeptncontext:<keptnContext>; \
+             {FILTER_HELP}"
+        )));
     }
-    let (events, _) = state.store.query_events(&q).await?;
-    let mut invalidated = std::collections::HashSet::new();
-    if p.exclude_invalidated.as_deref() == Some("true") {
-        let iq = EventQuery {
-            project: q.project.clone(),
-            context: q.context.clone(),
-            ty: Some(event_type::task("evaluation", "invalidated")),
-            limit: 10_000,
-            ..EventQuery::default()
-        };
-        for ev in state.store.query_events(&iq).await?.0 {
-            if let Some(t) = ev["triggeredid"].as_str() {
-                invalidated.insert(t.to_string());
-            }
-        }
-    }
-    let matching: Vec<Value> = events
-        .into_iter()
-        .filter(|ev| ev["triggeredid"].as_str().is_none_or(|t| !invalidated.contains(t)))
-        .filter(|ev| {
-            post.iter().all(|(k, vals)| {
-                let ptr = format!("/{}", k.replace('.', "/"));
-                ev.pointer(&ptr)
-                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-                    .is_some_and(|v| vals.contains(&v))
+    let json_clauses = parse_filter(&filter, &mut q)?;
+    let (events, total) = if json_clauses.is_empty() {
+        q.limit = limit;
+        state.store.query_events(&q).await?
+    } else {
+        let (mut events, mut total) = (Vec::new(), 0i64);
+        state
+            .store
+            .scan_events(&q, SCAN_BATCH, |ev| {
+                if json_clauses.iter().all(|c| c.matches(&ev)) {
+                    total += 1;
+                    if (events.len() as i64) < limit {
+                        events.push(ev);
+                    }
+                }
+                true
             })
-        })
-        .take(page.limit as usize)
-        .collect();
-    let total = matching.len();
-    Ok(Json(json!({ "events": matching, "pageSize": total, "totalCount": total, "nextPageKey": "0" })))
+            .await?;
+        (events, total)
+    };
+    Ok(Json(json!({ "events": events, "nextPageKey": "0", "pageSize": events.len(), "totalCount": total })))
 }
 
 #[derive(Deserialize, Default)]
