@@ -18,6 +18,11 @@ pub fn handle() -> PrometheusHandle {
                     &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0],
                 )
                 .expect("valid buckets")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("keptn_writer_batch_size".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+                )
+                .expect("valid buckets")
                 .install_recorder()
                 .expect("metrics recorder installs once")
         })
@@ -38,6 +43,12 @@ pub fn push_failed() {
 
 pub fn task_hop(d: Duration) {
     histogram!("keptn_task_hop_seconds").record(d.as_secs_f64());
+}
+
+/// Commands in the writer's current batch, and still waiting behind it.
+pub fn writer_queue(batch: usize, waiting: usize) {
+    histogram!("keptn_writer_batch_size").record(batch as f64);
+    gauge!("keptn_writer_queue_depth").set(waiting as f64);
 }
 
 pub fn queue_depth(n: usize) {

@@ -163,6 +163,7 @@ impl Writer {
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                m::writer_queue(batch.len(), rx.len());
                 self.run_batch(std::mem::take(&mut batch)).await;
             }
         });
