@@ -2,7 +2,7 @@
 //! and the evaluation trigger.
 
 use super::Shared;
-use super::paging::Page;
+use super::paging::{Page, time_param};
 use crate::body::{JsonBody, no_nul};
 use crate::error::{ApiError, ApiResult};
 use crate::timers::now_ms;
@@ -101,15 +101,6 @@ pub async fn post_event(State(state): State<Shared>, JsonBody(body): JsonBody<Va
     Ok(Json(json!({ "keptnContext": context })))
 }
 
-fn time_param(name: &str, v: Option<&String>) -> ApiResult<Option<i64>> {
-    match v.filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
-            ApiError::bad_request(format!("{name} {s:?} is not a time; use ISO 8601, e.g. 2023-12-01T10:00:00.000Z"))
-        }),
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DatastoreParams {
@@ -143,8 +134,8 @@ pub async fn datastore_events(State(state): State<Shared>, Query(p): Query<Datas
         ty: nonempty(&p.ty),
         event_id: nonempty(&p.event_id),
         source: nonempty(&p.source),
-        from_ms: time_param("fromTime", p.from_time.as_ref())?,
-        before_ms: time_param("beforeTime", p.before_time.as_ref())?,
+        from_ms: time_param("fromTime", p.from_time.as_deref())?,
+        before_ms: time_param("beforeTime", p.before_time.as_deref())?,
         root: p.root.as_deref().is_some_and(|r| !r.is_empty()),
         offset: page.offset,
         limit: page.limit,
@@ -260,7 +251,7 @@ pub async fn datastore_events_by_type(
             .ok_or_else(|| ApiError::bad_request(format!("limit {s:?} must be a number from 1 to 100")))?,
     };
     let mut q = EventQuery { ty: Some(event_type), ..EventQuery::default() };
-    q.from_ms = time_param("fromTime", p.from_time.as_ref())?;
+    q.from_ms = time_param("fromTime", p.from_time.as_deref())?;
     if bool_param("excludeInvalidated", p.exclude_invalidated.as_deref())? {
         q.exclude_triggered_by = Some(event_type::task("evaluation", "invalidated"));
     }

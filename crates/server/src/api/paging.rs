@@ -1,4 +1,5 @@
-//! keptn's pagination: `pageSize` (default 20) and `nextPageKey` (a stringified offset; "0" = no more).
+//! Query parameters shared by list endpoints: keptn's pagination (`pageSize`, default 20, and
+//! `nextPageKey`, a stringified offset; "0" = no more) and ISO 8601 time filters.
 
 use crate::error::ApiError;
 use serde::Deserialize;
@@ -47,5 +48,15 @@ impl Page {
 
     pub fn slice<T: Clone>(&self, all: &[T]) -> Vec<T> {
         all.iter().skip(self.offset as usize).take(self.limit as usize).cloned().collect()
+    }
+}
+
+/// An optional ISO 8601 time filter (`fromTime`, `beforeTime`) as epoch milliseconds.
+pub fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match value.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => crate::writer::parse_time(s).map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("{name} {s:?} is not an ISO 8601 time; use e.g. 2023-12-01T10:00:00.000Z"))
+        }),
     }
 }

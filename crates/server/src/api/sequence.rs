@@ -1,11 +1,10 @@
 //! Sequence state view, sequence executions and sequence control (pause / resume / abort).
 
 use super::Shared;
-use super::paging::Page;
+use super::paging::{Page, time_param};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::views;
-use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use keptn_engine::Control;
@@ -32,15 +31,6 @@ pub struct StateParams {
     next_page_key: Option<String>,
 }
 
-fn opt_time(name: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
-    match v.as_deref().filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => parse_time(s)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("{name} {s:?} is not an ISO 8601 time"))),
-    }
-}
-
 pub async fn states(
     State(state): State<Shared>,
     Path(project): Path<String>,
@@ -60,8 +50,8 @@ pub async fn states(
     let mut q = ContextQuery {
         project: project.clone(),
         name: p.name.clone().filter(|s| !s.is_empty()),
-        from_ms: opt_time("fromTime", &p.from_time)?,
-        before_ms: opt_time("beforeTime", &p.before_time)?,
+        from_ms: time_param("fromTime", p.from_time.as_deref())?,
+        before_ms: time_param("beforeTime", p.before_time.as_deref())?,
         contexts,
         offset: page.offset,
         limit: page.limit,

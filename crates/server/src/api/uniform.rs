@@ -1,7 +1,7 @@
 //! Integrations: registration, heartbeat, subscriptions and error logs (keptn's "uniform").
 
 use super::Shared;
-use super::paging::Page;
+use super::paging::{Page, time_param};
 use crate::body::{JsonBody, no_nul};
 use crate::error::{ApiError, ApiResult};
 use crate::timers::now_ms;
@@ -243,23 +243,14 @@ pub struct LogParams {
     next_page_key: Option<String>,
 }
 
-fn opt_time(name: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
-    match v.as_deref().filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => parse_time(s)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("{name} {s:?} is not an ISO 8601 time"))),
-    }
-}
-
 pub async fn logs(State(state): State<Shared>, Query(p): Query<LogParams>) -> ApiResult<Json<Value>> {
     let page = Page::parse(p.page_size.as_deref(), p.next_page_key.as_deref(), 100)?;
     let (logs, total) = state
         .store
         .query_logs(
             p.integration_id.as_deref().filter(|s| !s.is_empty()),
-            opt_time("fromTime", &p.from_time)?,
-            opt_time("beforeTime", &p.before_time)?,
+            time_param("fromTime", p.from_time.as_deref())?,
+            time_param("beforeTime", p.before_time.as_deref())?,
             page.offset,
             page.limit,
         )
