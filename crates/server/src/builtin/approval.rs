@@ -150,5 +150,9 @@ mod tests {
         }
         assert_eq!(out[1].data["result"], "pass");
         assert_eq!(out[1].data["status"], "succeeded");
+        // Answering again (after a restart) yields the same ids, which the writer drops.
+        let again = answers(&triggered);
+        assert_eq!(again.iter().map(|e| &e.id).collect::<Vec<_>>(), out.iter().map(|e| &e.id).collect::<Vec<_>>());
+        assert_ne!(out[0].id, out[1].id);
     }
 }

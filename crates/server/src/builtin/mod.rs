@@ -97,10 +97,14 @@ async fn register<B: BuiltIn>(state: &Shared) -> Option<String> {
 }
 
 /// An answer to `triggered` from integration `source`: same context, `triggeredid` and
-/// `gitcommitid`, a new id and the current time (as `events_out` builds system events).
+/// `gitcommitid`, and the current time (as `events_out` builds system events).
+///
+/// The id is derived from the answered event, the source and the type, so an answer repeated after
+/// a restart (in-memory dedup is gone then) has the same id and the writer drops it.
 pub fn answer(source: &str, triggered: &KeptnEvent, ty: String, data: Value) -> KeptnEvent {
-    let mut event =
-        KeptnEvent::new(crate::writer::new_id(), ty, triggered.shkeptncontext.clone(), format_time(now_ms()), data);
+    let name = format!("{}/{source}/{ty}", triggered.id);
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string();
+    let mut event = KeptnEvent::new(id, ty, triggered.shkeptncontext.clone(), format_time(now_ms()), data);
     event.source = source.into();
     event.triggeredid = triggered.id.clone();
     event.gitcommitid = triggered.gitcommitid.clone();
