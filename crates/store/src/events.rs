@@ -1,8 +1,7 @@
 //! The event log (datastore reads), open `.triggered` events (pull API) and the outbox.
 
 use crate::sql::Sql;
-use crate::{Store, StoreError, Tx, parse, to_json};
-use keptn_spec::KeptnEvent;
+use crate::{Store, StoreError, Tx, parse};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -209,73 +208,14 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Appends an event; `false` (and nothing written) if its id is already stored.
-    pub async fn insert_event(&mut self, seq: i64, ev: &KeptnEvent, time_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO events (seq, id, ty, project, stage, service, context, source, triggeredid, time_ms, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(seq)
-        .bind(&ev.id)
-        .bind(&ev.ty)
-        .bind(ev.project())
-        .bind(ev.stage())
-        .bind(ev.service())
-        .bind(&ev.shkeptncontext)
-        .bind(&ev.source)
-        .bind(&ev.triggeredid)
-        .bind(time_ms)
-        .bind(to_json(ev))
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Removes delivered events from the outbox.
-    pub async fn outbox_delete(&mut self, event_ids: &[String]) -> Result<(), StoreError> {
+    pub(crate) async fn outbox_delete(&mut self, event_ids: &[String]) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return Ok(());
         }
         let mut sql = Sql::new("DELETE FROM outbox WHERE 1 = 1");
         sql.in_list("event_id", event_ids);
         sql.query().execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
-    /// Queues a stored event for publishing at `due_ms` (re-adding updates the due time).
-    pub async fn outbox_add(&mut self, event_id: &str, due_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO outbox (event_id, due_ms) VALUES ($1, $2) \
-             ON CONFLICT (event_id) DO UPDATE SET due_ms = excluded.due_ms",
-        )
-        .bind(event_id)
-        .bind(due_ms)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Makes a stored `.triggered` event visible to the pull API from `due_ms` on.
-    pub async fn open_triggered(&mut self, ev: &KeptnEvent, seq: i64, due_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO open_triggered (event_id, ty, project, stage, service, due_ms, seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (event_id) DO UPDATE SET due_ms = excluded.due_ms",
-        )
-        .bind(&ev.id)
-        .bind(&ev.ty)
-        .bind(ev.project())
-        .bind(ev.stage())
-        .bind(ev.service())
-        .bind(due_ms)
-        .bind(seq)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn close_triggered(&mut self, event_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM open_triggered WHERE event_id = $1").bind(event_id).execute(&mut *self.tx).await?;
         Ok(())
     }
 }

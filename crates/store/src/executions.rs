@@ -113,32 +113,8 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Inserts or replaces the execution.
-    pub async fn save_execution(&mut self, e: &Execution) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO executions (id, project, stage, service, context, sequence, state, triggered_ms, done, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET \
-             project = excluded.project, stage = excluded.stage, service = excluded.service, \
-             context = excluded.context, sequence = excluded.sequence, state = excluded.state, \
-             triggered_ms = excluded.triggered_ms, done = excluded.done, body = excluded.body",
-        )
-        .bind(&e.id)
-        .bind(&e.project)
-        .bind(&e.stage)
-        .bind(&e.service)
-        .bind(&e.context)
-        .bind(&e.sequence)
-        .bind(e.state.as_str())
-        .bind(e.triggered_at)
-        .bind(i64::from(e.state.is_done()))
-        .bind(to_json(e))
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
     /// Replaces the set of pause markers.
-    pub async fn save_pause_markers(&mut self, m: &[PauseMarker]) -> Result<(), StoreError> {
+    pub(crate) async fn save_pause_markers(&mut self, m: &[PauseMarker]) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO pause_markers (id, body) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
         )

@@ -1,6 +1,6 @@
 //! Projects, services and the per-(stage, service) state.
 
-use crate::{Store, StoreError, Tx};
+use crate::{Store, StoreError};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -200,56 +200,5 @@ impl Store {
             row.last_event_types[ty] = json!({ "eventId": id, "keptnContext": context, "time": time });
         }
         Ok(states.into_values().collect())
-    }
-}
-
-impl Tx<'_> {
-    /// Records the latest event of type `ty` for (project, stage, service), creating the row.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn touch_service_event(
-        &mut self,
-        project: &str,
-        stage: &str,
-        service: &str,
-        ty: &str,
-        event_id: &str,
-        context: &str,
-        time: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO last_events (project, stage, service, ty, event_id, context, time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (project, stage, service, ty) \
-             DO UPDATE SET event_id = excluded.event_id, context = excluded.context, time = excluded.time",
-        )
-        .bind(project)
-        .bind(stage)
-        .bind(service)
-        .bind(ty)
-        .bind(event_id)
-        .bind(context)
-        .bind(time)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn set_deployed_image(
-        &mut self,
-        project: &str,
-        stage: &str,
-        service: &str,
-        image: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO service_stage (project, stage, service, deployed_image) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (project, stage, service) DO UPDATE SET deployed_image = excluded.deployed_image",
-        )
-        .bind(project)
-        .bind(stage)
-        .bind(service)
-        .bind(image)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use keptn_spec::KeptnEvent;
 use keptn_store::*;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
+use std::collections::HashSet;
 
 struct TestDb {
     url: String,
@@ -106,7 +107,7 @@ macro_rules! suite {
 suite!(
     migrations_are_idempotent,
     projects_and_services,
-    insert_event_dedups,
+    events_dedup,
     query_events_filters_pages_orders,
     query_events_any_of_and_invalidated,
     scan_events_batches_newest_first,
@@ -121,6 +122,8 @@ suite!(
     delete_project_cascades,
     concurrent_read_modify_write,
     corrupt_json_is_reported,
+    apply_coalesces_and_upserts,
+    apply_chunks_large_batches,
 );
 
 // ---- helpers
@@ -162,12 +165,37 @@ fn execution(id: &str, project: &str, context: &str, sequence: &str, triggered_a
     }
 }
 
-/// Inserts events in one transaction: (seq, event, time_ms).
+fn scope(project: &str, stage: &str, service: &str) -> ScopeKey {
+    ScopeKey { project: project.into(), stage: stage.into(), service: service.into() }
+}
+
+/// The open `.triggered` row of a stored event.
+fn open_row(ev: &KeptnEvent, seq: i64, due_ms: i64) -> Option<OpenRow> {
+    Some(OpenRow { ty: ev.ty.clone(), scope: scope(ev.project(), ev.stage(), ev.service()), due_ms, seq })
+}
+
+/// Records `(event id, keptnContext, time)` as the latest event of type `ty` in `scope`.
+fn touch(b: &mut WriteBatch, scope: ScopeKey, ty: &str, (id, context, time): (&str, &str, &str)) {
+    b.last_events.insert((scope, ty.into()), (id.into(), context.into(), time.into()));
+}
+
+/// Applies one batch in its own transaction.
+async fn apply(store: &Store, b: &WriteBatch) {
+    let mut tx = store.begin().await.unwrap();
+    tx.apply(b).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn id_set(ids: &[&str]) -> HashSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+/// Inserts new events in one transaction: (seq, event, time_ms).
 async fn insert_events(store: &Store, events: &[(i64, KeptnEvent, i64)]) {
     let mut tx = store.begin().await.unwrap();
-    for (seq, ev, time) in events {
-        assert!(tx.insert_event(*seq, ev, *time).await.unwrap());
-    }
+    let ids: Vec<String> = events.iter().map(|(_, ev, _)| ev.id.clone()).collect();
+    assert!(tx.existing_event_ids(&ids).await.unwrap().is_empty());
+    tx.apply(&WriteBatch { events: events.to_vec(), ..Default::default() }).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -220,18 +248,28 @@ async fn projects_and_services(db: &TestDb) {
     assert!(s.list_services("alpha").await.unwrap().is_empty());
 }
 
-async fn insert_event_dedups(db: &TestDb) {
+async fn events_dedup(db: &TestDb) {
     let s = &db.store;
     assert_eq!(s.max_event_seq().await.unwrap(), 0);
     let ev = event("e1", "sh.keptn.event.dev.delivery.triggered", "p", "dev", "svc", "c1");
+    // A different body under the same id: a duplicate must not overwrite the stored event.
+    let mut dup = ev.clone();
+    dup.source = "other".into();
+    let probe = ["e1".to_string(), "e2".into()];
     let mut tx = s.begin().await.unwrap();
-    assert!(tx.insert_event(1, &ev, 100).await.unwrap());
-    assert!(!tx.insert_event(2, &ev, 200).await.unwrap(), "same id in the same tx");
+    assert!(tx.existing_event_ids(&probe).await.unwrap().is_empty());
+    tx.apply(&WriteBatch { events: vec![(1, ev.clone(), 100)], ..Default::default() }).await.unwrap();
+    assert_eq!(tx.existing_event_ids(&probe).await.unwrap(), id_set(&["e1"]), "visible in the same tx");
+    tx.apply(&WriteBatch { events: vec![(2, dup.clone(), 200)], ..Default::default() }).await.unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = s.begin().await.unwrap();
-    assert!(!tx.insert_event(3, &ev, 300).await.unwrap(), "same id in a later tx");
+    assert_eq!(tx.existing_event_ids(&probe).await.unwrap(), id_set(&["e1"]), "same id in a later tx");
+    tx.apply(&WriteBatch { events: vec![(3, dup, 300)], ..Default::default() }).await.unwrap();
     tx.commit().await.unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert!(tx.existing_event_ids(&[]).await.unwrap().is_empty());
+    tx.rollback().await.unwrap();
 
     assert_eq!(s.max_event_seq().await.unwrap(), 1);
     let stored = s.get_event("e1").await.unwrap().unwrap();
@@ -424,17 +462,20 @@ async fn dropped_tx_rolls_back(db: &TestDb) {
     let s = &db.store;
     let ev = event("e1", "sh.keptn.event.dev.delivery.triggered", "p", "dev", "svc", "c1");
     {
+        let mut b = WriteBatch { events: vec![(1, ev.clone(), 1)], ..Default::default() };
+        b.executions.insert("x1".into(), execution("x1", "p", "c1", "delivery", 1, ExecState::Started));
+        b.outbox_add.insert("e1".into(), 1);
+        b.open.insert("e1".into(), open_row(&ev, 1, 1));
+        touch(&mut b, scope("p", "dev", "svc"), &ev.ty, ("e1", "c1", "t"));
+        b.deployed_images.insert(scope("p", "dev", "svc"), "img".into());
+        b.pause_markers = Some(vec![PauseMarker { context: "c1".into(), stage: None }]);
         let mut tx = s.begin().await.unwrap();
-        assert!(tx.insert_event(1, &ev, 1).await.unwrap());
-        tx.save_execution(&execution("x1", "p", "c1", "delivery", 1, ExecState::Started)).await.unwrap();
-        tx.outbox_add("e1", 1).await.unwrap();
-        tx.open_triggered(&ev, 1, 1).await.unwrap();
-        tx.touch_service_event("p", "dev", "svc", &ev.ty, "e1", "c1", "t").await.unwrap();
-        tx.save_pause_markers(&[PauseMarker { context: "c1".into(), stage: None }]).await.unwrap();
+        tx.apply(&b).await.unwrap();
+        assert_eq!(tx.existing_event_ids(&["e1".into()]).await.unwrap(), id_set(&["e1"]));
         // dropped without commit
     }
     let mut tx = s.begin().await.unwrap();
-    assert!(tx.insert_event(1, &ev, 1).await.unwrap(), "the id is free again");
+    assert!(tx.existing_event_ids(&["e1".into()]).await.unwrap().is_empty(), "the id is free again");
     tx.rollback().await.unwrap();
 
     assert_eq!(s.max_event_seq().await.unwrap(), 0);
@@ -454,11 +495,11 @@ async fn executions_save_and_load(db: &TestDb) {
     let mut c = execution("c", "p", "c2", "delivery", 300, ExecState::WaitingForApproval);
     c.stage = "prod".into();
     let other = execution("d", "q", "c9", "delivery", 50, ExecState::Triggered);
-    let mut tx = s.begin().await.unwrap();
+    let mut batch = WriteBatch::default();
     for e in [&a, &b, &c, &other] {
-        tx.save_execution(e).await.unwrap();
+        batch.executions.insert(e.id.clone(), e.clone());
     }
-    tx.commit().await.unwrap();
+    apply(s, &batch).await;
 
     let open = s.load_open_executions().await.unwrap();
     assert_eq!(open, vec![other.clone(), a.clone(), b.clone(), c.clone()], "oldest first, full round trip");
@@ -467,9 +508,9 @@ async fn executions_save_and_load(db: &TestDb) {
     a.state = ExecState::Finished;
     a.message = "done".into();
     a.finished_at = Some(500);
-    let mut tx = s.begin().await.unwrap();
-    tx.save_execution(&a).await.unwrap();
-    tx.commit().await.unwrap();
+    let mut batch = WriteBatch::default();
+    batch.executions.insert(a.id.clone(), a.clone());
+    apply(s, &batch).await;
     let open: Vec<String> = s.load_open_executions().await.unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(open, ["d", "b", "c"]);
 
@@ -501,7 +542,7 @@ async fn executions_save_and_load(db: &TestDb) {
 
 async fn contexts_page(db: &TestDb) {
     let s = &db.store;
-    let mut tx = s.begin().await.unwrap();
+    let mut batch = WriteBatch::default();
     for e in [
         execution("a1", "p", "ca", "delivery", 100, ExecState::Finished),
         execution("a2", "p", "ca", "evaluation", 400, ExecState::Triggered),
@@ -510,9 +551,9 @@ async fn contexts_page(db: &TestDb) {
         execution("c2", "p", "cc", "remediation", 50_000, ExecState::Triggered),
         execution("x1", "q", "cx", "delivery", 999, ExecState::Triggered),
     ] {
-        tx.save_execution(&e).await.unwrap();
+        batch.executions.insert(e.id.clone(), e);
     }
-    tx.commit().await.unwrap();
+    apply(s, &batch).await;
 
     let page = |f: fn(&mut ContextQuery)| {
         let mut q = ContextQuery { project: "p".into(), ..Default::default() };
@@ -537,15 +578,22 @@ async fn pause_markers(db: &TestDb) {
         PauseMarker { context: "c1".into(), stage: None },
         PauseMarker { context: "c2".into(), stage: Some("prod".into()) },
     ];
-    let mut tx = s.begin().await.unwrap();
-    tx.save_pause_markers(&markers).await.unwrap();
-    tx.commit().await.unwrap();
+    apply(s, &WriteBatch { pause_markers: Some(markers.clone()), ..Default::default() }).await;
     assert_eq!(s.load_pause_markers().await.unwrap(), markers);
 
-    let mut tx = s.begin().await.unwrap();
-    tx.save_pause_markers(&markers[1..]).await.unwrap();
-    tx.commit().await.unwrap();
+    apply(s, &WriteBatch { pause_markers: Some(markers[1..].to_vec()), ..Default::default() }).await;
     assert_eq!(s.load_pause_markers().await.unwrap(), markers[1..]);
+
+    // `None` leaves the stored set alone; `Some(empty)` clears it.
+    let batch = WriteBatch {
+        executions: [("x".into(), execution("x", "p", "c", "d", 1, ExecState::Started))].into(),
+        ..Default::default()
+    };
+    assert!(!batch.is_empty());
+    apply(s, &batch).await;
+    assert_eq!(s.load_pause_markers().await.unwrap(), markers[1..]);
+    apply(s, &WriteBatch { pause_markers: Some(vec![]), ..Default::default() }).await;
+    assert!(s.load_pause_markers().await.unwrap().is_empty());
 }
 
 async fn open_triggered_due_times(db: &TestDb) {
@@ -555,12 +603,12 @@ async fn open_triggered_due_times(db: &TestDb) {
     let e2 = event("e2", deploy, "p", "prod", "svc", "c2");
     let e3 = event("e3", deploy, "q", "dev", "api", "c3");
     let e4 = event("e4", "sh.keptn.event.test.triggered", "p", "dev", "svc", "c1");
-    let mut tx = s.begin().await.unwrap();
+    let mut batch = WriteBatch::default();
     for (seq, ev, due) in [(1, &e1, 100), (2, &e2, 5000), (3, &e3, 100), (4, &e4, 100)] {
-        tx.insert_event(seq, ev, 100).await.unwrap();
-        tx.open_triggered(ev, seq, due).await.unwrap();
+        batch.events.push((seq, ev.clone(), 100));
+        batch.open.insert(ev.id.clone(), open_row(ev, seq, due));
     }
-    tx.commit().await.unwrap();
+    apply(s, &batch).await;
 
     let q = |now_ms: i64, f: fn(&mut OpenTriggeredQuery)| {
         let mut q = OpenTriggeredQuery { ty: deploy.into(), now_ms, ..Default::default() };
@@ -585,21 +633,18 @@ async fn open_triggered_due_times(db: &TestDb) {
         .unwrap();
     assert_eq!(evs[0], serde_json::to_value(&e1).unwrap(), "the stored event body");
 
-    let mut tx = s.begin().await.unwrap();
-    tx.close_triggered("e1").await.unwrap();
-    tx.close_triggered("unknown").await.unwrap();
-    tx.commit().await.unwrap();
+    apply(s, &WriteBatch { open: [("e1".into(), None), ("unknown".into(), None)].into(), ..Default::default() }).await;
     assert_eq!(q(5000, |_| {}).await.0, ["e2", "e3"]);
 }
 
 async fn outbox(db: &TestDb) {
     let s = &db.store;
-    let mut tx = s.begin().await.unwrap();
+    let mut batch = WriteBatch::default();
     for (seq, id, due) in [(1, "e1", 300), (2, "e2", 100), (3, "e3", 300), (4, "e4", 200)] {
-        tx.insert_event(seq, &event(id, "sh.keptn.event.a.triggered", "p", "dev", "svc", "c"), 0).await.unwrap();
-        tx.outbox_add(id, due).await.unwrap();
+        batch.events.push((seq, event(id, "sh.keptn.event.a.triggered", "p", "dev", "svc", "c"), 0));
+        batch.outbox_add.insert(id.into(), due);
     }
-    tx.commit().await.unwrap();
+    apply(s, &batch).await;
 
     let pending = s.outbox_pending(10).await.unwrap();
     let got: Vec<(&str, i64)> = pending.iter().map(|(v, due)| (v["id"].as_str().unwrap(), *due)).collect();
@@ -615,16 +660,17 @@ async fn outbox(db: &TestDb) {
 
 async fn service_stage_state(db: &TestDb) {
     let s = &db.store;
-    let mut tx = s.begin().await.unwrap();
-    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.deployment.finished", "e1", "c1", "t1").await.unwrap();
-    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.test.finished", "e2", "c1", "t2").await.unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = s.begin().await.unwrap();
-    tx.touch_service_event("p", "dev", "svc", "sh.keptn.event.deployment.finished", "e3", "c2", "t3").await.unwrap();
-    tx.set_deployed_image("p", "dev", "svc", "img:2").await.unwrap();
-    tx.set_deployed_image("p", "prod", "svc", "img:1").await.unwrap();
-    tx.set_deployed_image("q", "dev", "svc", "other").await.unwrap();
-    tx.commit().await.unwrap();
+    let dev = || scope("p", "dev", "svc");
+    let mut batch = WriteBatch::default();
+    touch(&mut batch, dev(), "sh.keptn.event.deployment.finished", ("e1", "c1", "t1"));
+    touch(&mut batch, dev(), "sh.keptn.event.test.finished", ("e2", "c1", "t2"));
+    apply(s, &batch).await;
+    let mut batch = WriteBatch::default();
+    touch(&mut batch, dev(), "sh.keptn.event.deployment.finished", ("e3", "c2", "t3"));
+    batch.deployed_images.insert(dev(), "img:2".into());
+    batch.deployed_images.insert(scope("p", "prod", "svc"), "img:1".into());
+    batch.deployed_images.insert(scope("q", "dev", "svc"), "other".into());
+    apply(s, &batch).await;
 
     let rows = s.service_stage_states("p").await.unwrap();
     assert_eq!(
@@ -648,9 +694,9 @@ async fn service_stage_state(db: &TestDb) {
         ]
     );
 
-    let mut tx = s.begin().await.unwrap();
-    tx.touch_service_event("p", "staging", "svc", "x", "e9", "c9", "t9").await.unwrap();
-    tx.commit().await.unwrap();
+    let mut batch = WriteBatch::default();
+    touch(&mut batch, scope("p", "staging", "svc"), "x", ("e9", "c9", "t9"));
+    apply(s, &batch).await;
     let staging = s.service_stage_states("p").await.unwrap().into_iter().find(|r| r.stage == "staging").unwrap();
     assert_eq!(staging.deployed_image, None);
 }
@@ -707,25 +753,17 @@ async fn delete_project_cascades(db: &TestDb) {
     }
     let ev_p = event("ep", "sh.keptn.event.deployment.triggered", "p", "dev", "svc", "cp");
     let ev_q = event("eq", "sh.keptn.event.deployment.triggered", "q", "dev", "svc", "cq");
-    let mut tx = s.begin().await.unwrap();
+    let mut batch = WriteBatch::default();
     for (seq, ev) in [(1, &ev_p), (2, &ev_q)] {
         let project = ev.project().to_string();
-        tx.insert_event(seq, ev, 10).await.unwrap();
-        tx.outbox_add(&ev.id, 10).await.unwrap();
-        tx.open_triggered(ev, seq, 10).await.unwrap();
-        tx.save_execution(&execution(
-            &format!("x{project}"),
-            &project,
-            &ev.shkeptncontext,
-            "delivery",
-            10,
-            ExecState::Started,
-        ))
-        .await
-        .unwrap();
-        tx.touch_service_event(&project, "dev", "svc", &ev.ty, &ev.id, &ev.shkeptncontext, "t").await.unwrap();
+        batch.events.push((seq, ev.clone(), 10));
+        batch.outbox_add.insert(ev.id.clone(), 10);
+        batch.open.insert(ev.id.clone(), open_row(ev, seq, 10));
+        let x = execution(&format!("x{project}"), &project, &ev.shkeptncontext, "delivery", 10, ExecState::Started);
+        batch.executions.insert(x.id.clone(), x);
+        touch(&mut batch, scope(&project, "dev", "svc"), &ev.ty, (&ev.id, &ev.shkeptncontext, "t"));
     }
-    tx.commit().await.unwrap();
+    apply(s, &batch).await;
 
     s.delete_project("p").await.unwrap();
 
@@ -751,15 +789,19 @@ async fn delete_project_cascades(db: &TestDb) {
 
 async fn concurrent_read_modify_write(db: &TestDb) {
     // Parallel transactions that read before they write: none fails (SQLite: BEGIN IMMEDIATE
-    // and busy_timeout) and no update is lost (PostgreSQL: the row is read FOR UPDATE).
+    // and busy_timeout) and no write is lost.
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let s = db.store.clone();
             tokio::spawn(async move {
                 let mut tx = s.begin().await.unwrap();
                 let ev = event(&format!("e{n}"), &format!("type{n}"), "p", "dev", "svc", "c");
-                assert!(tx.insert_event(n + 1, &ev, n).await.unwrap());
-                tx.touch_service_event("p", "dev", "svc", &ev.ty, &ev.id, "c", "t").await.unwrap();
+                assert!(tx.existing_event_ids(std::slice::from_ref(&ev.id)).await.unwrap().is_empty());
+                tokio::task::yield_now().await;
+                let mut batch = WriteBatch::default();
+                touch(&mut batch, scope("p", "dev", "svc"), &ev.ty, (&ev.id, "c", "t"));
+                batch.events.push((n + 1, ev, n));
+                tx.apply(&batch).await.unwrap();
                 tokio::task::yield_now().await;
                 tx.commit().await.unwrap();
             })
@@ -775,9 +817,8 @@ async fn concurrent_read_modify_write(db: &TestDb) {
 
 async fn corrupt_json_is_reported(db: &TestDb) {
     let s = &db.store;
-    let mut tx = s.begin().await.unwrap();
-    tx.save_execution(&execution("x", "p", "c", "delivery", 1, ExecState::Started)).await.unwrap();
-    tx.commit().await.unwrap();
+    let x = execution("x", "p", "c", "delivery", 1, ExecState::Started);
+    apply(s, &WriteBatch { executions: [(x.id.clone(), x)].into(), ..Default::default() }).await;
     let mut conn = raw(&db.url).await;
     conn.execute("UPDATE executions SET body = '{not json'").await.unwrap();
     conn.execute("INSERT INTO pause_markers (id, body) VALUES (1, '[{}]')").await.unwrap();
@@ -786,4 +827,136 @@ async fn corrupt_json_is_reported(db: &TestDb) {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert!(matches!(s.load_pause_markers().await, Err(StoreError::Corrupt(_))));
+}
+
+async fn apply_coalesces_and_upserts(db: &TestDb) {
+    let s = &db.store;
+    assert!(WriteBatch::default().is_empty());
+    let deploy = "sh.keptn.event.deployment.triggered";
+    let fin = "sh.keptn.event.deployment.finished";
+    let e1 = event("e1", deploy, "p", "dev", "svc", "c1");
+    let e2 = event("e2", deploy, "p", "dev", "svc", "c2");
+    let e3 = event("e3", deploy, "p", "prod", "svc", "c3");
+    let dev = || scope("p", "dev", "svc");
+    let open_ids = |now_ms: i64| {
+        let q = OpenTriggeredQuery { ty: deploy.into(), now_ms, ..Default::default() };
+        async move { ids(&s.open_triggered(&q).await.unwrap().0).into_iter().map(String::from).collect::<Vec<_>>() }
+    };
+    let outbox = || async {
+        let pending = s.outbox_pending(10).await.unwrap();
+        pending.into_iter().map(|(v, due)| (v["id"].as_str().unwrap().to_string(), due)).collect::<Vec<_>>()
+    };
+    let dev_row = || async {
+        s.service_stage_states("p").await.unwrap().into_iter().find(|r| r.stage == "dev" && r.service == "svc").unwrap()
+    };
+    let load_x = || async {
+        let (list, _) =
+            s.query_executions(&ExecutionQuery { project: "p".into(), ..Default::default() }).await.unwrap();
+        assert_eq!(list.len(), 1);
+        list.into_iter().next().unwrap()
+    };
+
+    let mut b = WriteBatch {
+        events: vec![(1, e1.clone(), 10), (2, e2.clone(), 10), (3, e3.clone(), 10)],
+        ..Default::default()
+    };
+    // An execution saved twice in one batch: the last version is written.
+    let mut x = execution("x", "p", "c1", "delivery", 10, ExecState::Started);
+    b.executions.insert(x.id.clone(), x.clone());
+    x.state = ExecState::Finished;
+    x.finished_at = Some(20);
+    b.executions.insert(x.id.clone(), x.clone());
+    // Opened, then closed in the same batch: nothing open.
+    b.open.insert("e1".into(), open_row(&e1, 1, 10));
+    b.open.insert("e1".into(), None);
+    b.open.insert("e2".into(), open_row(&e2, 2, 10));
+    b.open.insert("e3".into(), open_row(&e3, 3, 10));
+    b.outbox_add.insert("e1".into(), 300);
+    b.outbox_add.insert("e2".into(), 100);
+    b.outbox_add.insert("e3".into(), 200);
+    // Deletes apply after adds: added and deleted in one batch leaves nothing.
+    b.outbox_delete.push("e3".into());
+    touch(&mut b, dev(), fin, ("e0", "c0", "t0"));
+    touch(&mut b, dev(), fin, ("e1", "c1", "t1"));
+    b.deployed_images.insert(dev(), "img:1".into());
+    assert!(!b.is_empty());
+    apply(s, &b).await;
+
+    assert_eq!(load_x().await, x);
+    assert!(s.load_open_executions().await.unwrap().is_empty(), "finished: the last save won");
+    assert_eq!(open_ids(1000).await, ["e2", "e3"]);
+    assert_eq!(outbox().await, [("e2".to_string(), 100), ("e1".to_string(), 300)]);
+    let row = dev_row().await;
+    assert_eq!(row.deployed_image.as_deref(), Some("img:1"));
+    assert_eq!(row.last_event_types, json!({fin: {"eventId": "e1", "keptnContext": "c1", "time": "t1"}}));
+    let mut tx = s.begin().await.unwrap();
+    let probe: Vec<String> = ["e1", "e2", "e3", "e4"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(tx.existing_event_ids(&probe).await.unwrap(), id_set(&["e1", "e2", "e3"]));
+    tx.rollback().await.unwrap();
+
+    // A later batch: upserts replace, closes and deletes remove.
+    let e4 = event("e4", fin, "p", "dev", "svc", "c2");
+    let mut b = WriteBatch { events: vec![(4, e4, 20)], ..Default::default() };
+    x.message = "again".into();
+    b.executions.insert(x.id.clone(), x.clone());
+    b.open.insert("e2".into(), None);
+    b.open.insert("e3".into(), open_row(&e3, 3, 5000)); // re-opening moves the due time
+    b.outbox_add.insert("e1".into(), 50); // re-adding moves the due time
+    b.outbox_delete.push("e2".into());
+    b.outbox_delete.push("unknown".into());
+    touch(&mut b, dev(), fin, ("e4", "c2", "t4"));
+    b.deployed_images.insert(dev(), "img:2".into());
+    apply(s, &b).await;
+
+    assert_eq!(load_x().await.message, "again");
+    assert!(open_ids(4999).await.is_empty());
+    assert_eq!(open_ids(5000).await, ["e3"]);
+    assert_eq!(outbox().await, [("e1".to_string(), 50)]);
+    let row = dev_row().await;
+    assert_eq!(row.deployed_image.as_deref(), Some("img:2"));
+    assert_eq!(row.last_event_types, json!({fin: {"eventId": "e4", "keptnContext": "c2", "time": "t4"}}), "newest");
+    assert_eq!(s.max_event_seq().await.unwrap(), 4);
+
+    // An empty batch writes nothing.
+    apply(s, &WriteBatch::default()).await;
+    assert_eq!(outbox().await, [("e1".to_string(), 50)]);
+}
+
+async fn apply_chunks_large_batches(db: &TestDb) {
+    // More rows than one multi-row statement (and one IN list) takes.
+    const N: i64 = 850;
+    let s = &db.store;
+    let ty = "sh.keptn.event.deployment.triggered";
+    let mut b = WriteBatch::default();
+    for n in 1..=N {
+        let ev = event(&format!("e{n}"), ty, "p", "dev", "svc", &format!("c{n}"));
+        b.outbox_add.insert(ev.id.clone(), n);
+        b.open.insert(ev.id.clone(), open_row(&ev, n, 0));
+        let x = execution(&format!("x{n}"), "p", &ev.shkeptncontext, "delivery", n, ExecState::Started);
+        b.executions.insert(x.id.clone(), x);
+        touch(&mut b, scope("p", "dev", "svc"), &format!("type{n}"), (&ev.id, &ev.shkeptncontext, "t"));
+        b.events.push((n, ev, n));
+    }
+    apply(s, &b).await;
+
+    assert_eq!(s.max_event_seq().await.unwrap(), N);
+    let probe: Vec<String> = (1..=1000).map(|n| format!("e{n}")).collect();
+    let mut tx = s.begin().await.unwrap();
+    assert_eq!(tx.existing_event_ids(&probe).await.unwrap().len(), N as usize);
+    tx.rollback().await.unwrap();
+    assert_eq!(s.outbox_pending(2000).await.unwrap().len(), N as usize);
+    let q = OpenTriggeredQuery { ty: ty.into(), now_ms: 0, ..Default::default() };
+    assert_eq!(s.open_triggered(&q).await.unwrap().1, N);
+    assert_eq!(s.load_open_executions().await.unwrap().len(), N as usize);
+    let rows = s.service_stage_states("p").await.unwrap();
+    assert_eq!(rows[0].last_event_types.as_object().unwrap().len(), N as usize);
+
+    let mut b = WriteBatch::default();
+    for n in 1..=N {
+        b.outbox_delete.push(format!("e{n}"));
+        b.open.insert(format!("e{n}"), None);
+    }
+    apply(s, &b).await;
+    assert!(s.outbox_pending(10).await.unwrap().is_empty());
+    assert_eq!(s.open_triggered(&q).await.unwrap().1, 0);
 }
