@@ -1,0 +1,667 @@
+//! Git-backed configuration repository, keptn's resource-service storage.
+//!
+//! One bare git repository per project at `<root>/<project>`, keptn's *directory layout* on one
+//! branch (`master`):
+//!
+//! ```text
+//! metadata.yaml, shipyard.yaml, …           project files
+//! .keptn-stages/<stage>/metadata.yaml, …    stage files
+//! .keptn-stages/<stage>/<service>/…         service files (with metadata.yaml)
+//! ```
+//!
+//! Every change is one commit made directly with libgit2 (blobs → tree through an in-memory
+//! index → commit → ref update); there is no working tree. The API is synchronous; call it from
+//! `spawn_blocking`.
+//!
+//! # Concurrency
+//!
+//! Writes take a per-project mutex, so different projects are written in parallel. Reads take no
+//! lock: they use a pooled `Repository` handle of their own and see either the old or the new
+//! head, never a partial commit.
+//!
+//! # Crash safety
+//!
+//! libgit2 writes every object (blob, tree, commit) to a temporary file renamed into place, and
+//! only then moves `refs/heads/master` by writing `master.lock` and renaming it over the ref. A
+//! crash before the rename leaves unreachable objects (harmless, collectable by `git gc`) and the
+//! ref at the last complete commit; the rename itself is atomic. A crash between creating and
+//! renaming `master.lock` leaves a stale lock file that would block every later write, so the
+//! first time a process opens a project it removes stale `*.lock` files under `refs/` (one process
+//! owns the root directory; don't point two servers at the same root). Objects and refs are not
+//! fsynced: a process crash loses nothing committed, a power loss can lose the last commits.
+
+mod error;
+mod uri;
+
+pub use error::{Error, Result};
+pub use uri::validate_uri;
+
+use git2::{
+    FileMode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, RepositoryInitOptions, Signature, Tree,
+    TreeWalkMode, TreeWalkResult,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The branch that holds everything (keptn's `DEFAULT_REMOTE_GIT_BRANCH`).
+pub const BRANCH: &str = "master";
+const BRANCH_REF: &str = "refs/heads/master";
+/// The directory that holds the stages, hidden from project listings.
+pub const STAGES_DIR: &str = ".keptn-stages";
+/// The file that marks a project, stage or service.
+pub const METADATA: &str = "metadata.yaml";
+
+/// Commit author and committer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Author {
+    /// keptn's default (`GIT_KEPTN_USER` / `GIT_KEPTN_EMAIL`).
+    fn default() -> Self {
+        Author { name: "keptn".into(), email: "keptn@keptn.sh".into() }
+    }
+}
+
+/// The level a resource lives at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Project,
+    Stage(&'a str),
+    Service(&'a str, &'a str),
+}
+
+impl Scope<'_> {
+    /// Directory of this scope inside the repository, `""` or ending in `/`.
+    fn prefix(&self) -> String {
+        match self {
+            Scope::Project => String::new(),
+            Scope::Stage(s) => format!("{STAGES_DIR}/{s}/"),
+            Scope::Service(s, svc) => format!("{STAGES_DIR}/{s}/{svc}/"),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            Scope::Project => Ok(()),
+            Scope::Stage(s) => validate_name("stage", s),
+            Scope::Service(s, svc) => {
+                validate_name("stage", s)?;
+                validate_name("service", svc)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Project => f.write_str("the project level"),
+            Scope::Stage(s) => write!(f, "stage \"{s}\""),
+            Scope::Service(s, svc) => write!(f, "service \"{svc}\" of stage \"{s}\""),
+        }
+    }
+}
+
+/// Project, stage and service names become path components: they must be one plain component.
+/// (keptn's stricter naming rules are checked by the API layer, `keptn-spec`.)
+fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidName { kind, name: name.to_string(), reason });
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if name.len() > 200 {
+        return bad("must be at most 200 characters");
+    }
+    if name.chars().any(|c| c == '/' || c == '\\' || c == '~' || c.is_control()) {
+        return bad("must not contain '/', '\\', '~' or control characters");
+    }
+    Ok(())
+}
+
+/// Per-project state: the write lock (holding the writer's repository handle) and a pool of
+/// handles for readers.
+struct Project {
+    writer: Mutex<Option<Repository>>,
+    readers: Mutex<Vec<Repository>>,
+}
+
+const MAX_POOLED_READERS: usize = 8;
+
+/// The configuration repositories of all projects under one root directory.
+pub struct ConfigRepo {
+    root: PathBuf,
+    author: Author,
+    projects: Mutex<HashMap<String, Arc<Project>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock can't leave a half-made commit (the ref moves last), so a
+    // poisoned lock is safe to reuse.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ConfigRepo {
+    /// Opens (creating if needed) the root directory. Commits are authored by keptn.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|source| Error::Io { project: String::new(), source })?;
+        Ok(ConfigRepo { root, author: Author::default(), projects: Mutex::new(HashMap::new()) })
+    }
+
+    /// Sets the author and committer of every following commit.
+    pub fn with_author(mut self, author: Author) -> Self {
+        self.author = author;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a project's (bare) repository.
+    pub fn project_path(&self, project: &str) -> PathBuf {
+        self.root.join(project)
+    }
+
+    fn exists(&self, project: &str) -> bool {
+        self.project_path(project).join("HEAD").is_file()
+    }
+
+    /// The project's entry; `None` if the project does not exist on disk (no entry is created
+    /// for unknown names).
+    fn entry(&self, project: &str, create: bool) -> Result<Arc<Project>> {
+        validate_name("project", project)?;
+        let mut map = lock(&self.projects);
+        if let Some(p) = map.get(project) {
+            return Ok(p.clone());
+        }
+        if !create && !self.exists(project) {
+            return Err(Error::ProjectNotFound { project: project.into() });
+        }
+        let p = Arc::new(Project { writer: Mutex::new(None), readers: Mutex::new(Vec::new()) });
+        map.insert(project.to_string(), p.clone());
+        Ok(p)
+    }
+
+    fn git(project: &str) -> impl Fn(git2::Error) -> Error + '_ {
+        move |source| Error::Git { project: project.to_string(), source }
+    }
+
+    fn signature(&self, project: &str) -> Result<Signature<'static>> {
+        Signature::now(&self.author.name, &self.author.email).map_err(Self::git(project))
+    }
+
+    /// Opens the project's repository after a possible crash: removes stale lock files (see the
+    /// crate docs) so writes are not blocked. Called once per project and process, under the
+    /// project's write lock.
+    fn open_for_write(&self, project: &str) -> Result<Repository> {
+        let path = self.project_path(project);
+        if !self.exists(project) {
+            return Err(Error::ProjectNotFound { project: project.into() });
+        }
+        remove_stale_locks(&path).map_err(|source| Error::Io { project: project.into(), source })?;
+        Repository::open_bare(&path).map_err(Self::git(project))
+    }
+
+    /// Runs `f` with the project's write lock held and its repository open.
+    fn with_writer<T>(&self, project: &str, f: impl FnOnce(&Repository) -> Result<T>) -> Result<T> {
+        let entry = self.entry(project, false)?;
+        let mut guard = lock(&entry.writer);
+        if guard.is_none() || !self.exists(project) {
+            *guard = Some(self.open_for_write(project)?);
+        }
+        let repo = guard.as_ref().expect("opened above");
+        f(repo)
+    }
+
+    /// Runs `f` with a pooled read handle (no lock held while `f` runs).
+    fn with_reader<T>(&self, project: &str, f: impl FnOnce(&Repository) -> Result<T>) -> Result<T> {
+        let entry = self.entry(project, false)?;
+        if !self.exists(project) {
+            return Err(Error::ProjectNotFound { project: project.into() });
+        }
+        let pooled = lock(&entry.readers).pop();
+        let repo = match pooled {
+            Some(r) => r,
+            None => Repository::open_bare(self.project_path(project)).map_err(Self::git(project))?,
+        };
+        let out = f(&repo);
+        let mut pool = lock(&entry.readers);
+        if pool.len() < MAX_POOLED_READERS {
+            pool.push(repo);
+        }
+        out
+    }
+
+    /// Creates the project's repository with an initial commit holding `metadata.yaml`
+    /// (`projectName`, `creationTimestamp`, `isUsingDirectoryStructure: true`). Returns the
+    /// commit id.
+    pub fn create_project(&self, project: &str) -> Result<String> {
+        let entry = self.entry(project, true)?;
+        let mut guard = lock(&entry.writer);
+        let path = self.project_path(project);
+        if self.exists(project) {
+            return Err(Error::ProjectExists { project: project.into() });
+        }
+        if path.exists() {
+            // Left over from an interrupted create or delete: nothing committed lives there.
+            std::fs::remove_dir_all(&path).map_err(|source| Error::Io { project: project.into(), source })?;
+        }
+        // Initialise in a temporary directory and rename: a crash never leaves a repository
+        // without its initial commit.
+        let tmp = self.root.join(format!(".creating-{project}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|source| Error::Io { project: project.into(), source })?;
+        }
+        let mut opts = RepositoryInitOptions::new();
+        opts.bare(true).initial_head(BRANCH).mkpath(true);
+        let repo = Repository::init_opts(&tmp, &opts).map_err(Self::git(project))?;
+        let metadata =
+            format!("projectName: {project}\ncreationTimestamp: {}\nisUsingDirectoryStructure: true\n", timestamp());
+        let id = self.commit(
+            &repo,
+            project,
+            None,
+            &[(METADATA.to_string(), Some(metadata.into_bytes()))],
+            &format!("Initialized project {project}"),
+        )?;
+        drop(repo);
+        std::fs::rename(&tmp, &path).map_err(|source| Error::Io { project: project.into(), source })?;
+        *guard = None;
+        lock(&entry.readers).clear();
+        Ok(id.to_string())
+    }
+
+    /// Deletes the project's repository (keptn: "deletes the local clone only").
+    pub fn delete_project(&self, project: &str) -> Result<()> {
+        let entry = self.entry(project, false)?;
+        let mut guard = lock(&entry.writer);
+        if !self.exists(project) {
+            return Err(Error::ProjectNotFound { project: project.into() });
+        }
+        *guard = None;
+        lock(&entry.readers).clear();
+        // Rename first so a crash mid-delete never leaves a half-deleted repository that looks
+        // like a project.
+        let path = self.project_path(project);
+        let doomed = self.root.join(format!(".deleting-{project}"));
+        let io = |source| Error::Io { project: project.into(), source };
+        if doomed.exists() {
+            std::fs::remove_dir_all(&doomed).map_err(io)?;
+        }
+        std::fs::rename(&path, &doomed).map_err(io)?;
+        std::fs::remove_dir_all(&doomed).map_err(io)?;
+        lock(&self.projects).remove(project);
+        Ok(())
+    }
+
+    /// Names of the projects in the root directory, sorted.
+    pub fn projects(&self) -> Result<Vec<String>> {
+        let io = |source| Error::Io { project: String::new(), source };
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.root).map_err(io)? {
+            let e = e.map_err(io)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && e.path().join("HEAD").is_file() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Creates `.keptn-stages/<stage>/metadata.yaml`. Returns the commit id.
+    pub fn create_stage(&self, project: &str, stage: &str) -> Result<String> {
+        validate_name("stage", stage)?;
+        self.with_writer(project, |repo| {
+            let (parent, tree) = head(repo, project)?;
+            let marker = format!("{STAGES_DIR}/{stage}/{METADATA}");
+            if tree.get_path(Path::new(&marker)).is_ok() {
+                return Err(Error::StageExists { project: project.into(), stage: stage.into() });
+            }
+            let metadata = format!("projectName: {project}\nstageName: {stage}\ncreationTimestamp: {}\n", timestamp());
+            let id = self.commit(
+                repo,
+                project,
+                Some((&parent, &tree)),
+                &[(marker, Some(metadata.into_bytes()))],
+                &format!("Added stage: {stage}"),
+            )?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Creates `.keptn-stages/<stage>/<service>/metadata.yaml`. Returns the commit id.
+    pub fn create_service(&self, project: &str, stage: &str, service: &str) -> Result<String> {
+        Scope::Service(stage, service).validate()?;
+        self.with_writer(project, |repo| {
+            let (parent, tree) = head(repo, project)?;
+            check_scope(&tree, project, Scope::Stage(stage))?;
+            let marker = format!("{STAGES_DIR}/{stage}/{service}/{METADATA}");
+            if tree.get_path(Path::new(&marker)).is_ok() {
+                return Err(Error::ServiceExists {
+                    project: project.into(),
+                    stage: stage.into(),
+                    service: service.into(),
+                });
+            }
+            let metadata = format!("serviceName: {service}\ncreationTimestamp: {}\n", timestamp());
+            let id = self.commit(
+                repo,
+                project,
+                Some((&parent, &tree)),
+                &[(marker, Some(metadata.into_bytes()))],
+                &format!("Added service: {service} to stage: {stage}"),
+            )?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Removes the service directory with all its files. Returns the commit id.
+    pub fn delete_service(&self, project: &str, stage: &str, service: &str) -> Result<String> {
+        Scope::Service(stage, service).validate()?;
+        self.with_writer(project, |repo| {
+            let (parent, tree) = head(repo, project)?;
+            let scope = Scope::Service(stage, service);
+            check_scope(&tree, project, scope)?;
+            let mut index = Index::new().map_err(Self::git(project))?;
+            index.read_tree(&tree).map_err(Self::git(project))?;
+            let dir = scope.prefix();
+            index.remove_dir(Path::new(dir.trim_end_matches('/')), 0).map_err(Self::git(project))?;
+            let id = self.commit_index(
+                repo,
+                project,
+                Some(&parent),
+                &mut index,
+                &format!("Removed service: {service} from stage: {stage}"),
+            )?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Writes (creates or replaces) resources in one commit. Returns the commit id; if nothing
+    /// changed no commit is made and the current head is returned.
+    pub fn write(&self, project: &str, scope: Scope<'_>, resources: &[(&str, &[u8])], message: &str) -> Result<String> {
+        scope.validate()?;
+        let mut changes = Vec::with_capacity(resources.len());
+        for (uri, content) in resources {
+            changes.push((resource_path(scope, uri)?, Some(content.to_vec())));
+        }
+        self.with_writer(project, |repo| {
+            let (parent, tree) = head(repo, project)?;
+            check_scope(&tree, project, scope)?;
+            let id = self.commit(repo, project, Some((&parent, &tree)), &changes, message)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Deletes one resource. Returns the commit id.
+    pub fn delete(&self, project: &str, scope: Scope<'_>, uri: &str, message: &str) -> Result<String> {
+        scope.validate()?;
+        let path = resource_path(scope, uri)?;
+        if uri.trim_start_matches('/') == METADATA {
+            return Err(Error::InvalidUri {
+                uri: uri.into(),
+                reason: "metadata.yaml marks the project, stage or service; delete that instead",
+            });
+        }
+        self.with_writer(project, |repo| {
+            let (parent, tree) = head(repo, project)?;
+            check_scope(&tree, project, scope)?;
+            match tree.get_path(Path::new(&path)) {
+                Ok(e) if e.kind() == Some(ObjectType::Blob) => {}
+                _ => {
+                    return Err(Error::ResourceNotFound {
+                        project: project.into(),
+                        scope: scope.to_string(),
+                        uri: uri.into(),
+                        at: String::new(),
+                    });
+                }
+            }
+            let id = self.commit(repo, project, Some((&parent, &tree)), &[(path.clone(), None)], message)?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// Reads one resource at the head, or at commit `at` (full or abbreviated id). Returns the
+    /// content and the version: the commit id it was read at (keptn's `metadata.version`).
+    pub fn read(&self, project: &str, scope: Scope<'_>, uri: &str, at: Option<&str>) -> Result<(Vec<u8>, String)> {
+        scope.validate()?;
+        let path = resource_path(scope, uri)?;
+        self.with_reader(project, |repo| {
+            let (commit, tree) = resolve(repo, project, at)?;
+            let not_found = || Error::ResourceNotFound {
+                project: project.into(),
+                scope: scope.to_string(),
+                uri: uri.into(),
+                at: at.map(|a| format!(" at commit {a}")).unwrap_or_default(),
+            };
+            match tree.get_path(Path::new(&path)) {
+                Ok(e) if e.kind() == Some(ObjectType::Blob) => {
+                    let blob = repo.find_blob(e.id()).map_err(Self::git(project))?;
+                    Ok((blob.content().to_vec(), commit.to_string()))
+                }
+                _ => {
+                    check_scope(&tree, project, scope)?;
+                    Err(not_found())
+                }
+            }
+        })
+    }
+
+    /// URIs of the resources of one level at the head or at commit `at`, sorted. The project
+    /// listing hides `.keptn-stages`; the stage listing hides its services' directories.
+    pub fn list(&self, project: &str, scope: Scope<'_>, at: Option<&str>) -> Result<Vec<String>> {
+        scope.validate()?;
+        self.with_reader(project, |repo| {
+            let (_, tree) = resolve(repo, project, at)?;
+            check_scope(&tree, project, scope)?;
+            let prefix = scope.prefix();
+            let dir = if prefix.is_empty() {
+                tree
+            } else {
+                let e = tree.get_path(Path::new(prefix.trim_end_matches('/'))).map_err(Self::git(project))?;
+                repo.find_tree(e.id()).map_err(Self::git(project))?
+            };
+            // Top-level directories to hide.
+            let mut hidden: Vec<String> = Vec::new();
+            match scope {
+                Scope::Project => hidden.push(STAGES_DIR.into()),
+                Scope::Stage(_) => {
+                    for e in dir.iter() {
+                        if e.kind() == Some(ObjectType::Tree) {
+                            let sub = repo.find_tree(e.id()).map_err(Self::git(project))?;
+                            if sub.get_name(METADATA).is_some() {
+                                hidden.push(e.name().unwrap_or_default().to_string());
+                            }
+                        }
+                    }
+                }
+                Scope::Service(..) => {}
+            }
+            let mut out = Vec::new();
+            dir.walk(TreeWalkMode::PreOrder, |root, e| {
+                let name = e.name().unwrap_or_default();
+                match e.kind() {
+                    Some(ObjectType::Tree) if root.is_empty() && hidden.iter().any(|h| h == name) => {
+                        TreeWalkResult::Skip
+                    }
+                    Some(ObjectType::Blob) => {
+                        out.push(format!("{root}{name}"));
+                        TreeWalkResult::Ok
+                    }
+                    _ => TreeWalkResult::Ok,
+                }
+            })
+            .map_err(Self::git(project))?;
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// Commit id of the project's head.
+    pub fn head(&self, project: &str) -> Result<String> {
+        self.with_reader(project, |repo| {
+            let (commit, _) = head(repo, project)?;
+            Ok(commit.id().to_string())
+        })
+    }
+
+    /// Applies `changes` (path → new content, `None` deletes) on top of `base` and commits.
+    /// Returns the parent's id unchanged when the tree did not change.
+    fn commit(
+        &self,
+        repo: &Repository,
+        project: &str,
+        base: Option<(&git2::Commit<'_>, &Tree<'_>)>,
+        changes: &[(String, Option<Vec<u8>>)],
+        message: &str,
+    ) -> Result<Oid> {
+        let git = Self::git(project);
+        let mut index = Index::new().map_err(&git)?;
+        if let Some((_, tree)) = base {
+            index.read_tree(tree).map_err(&git)?;
+        }
+        for (path, content) in changes {
+            match content {
+                Some(bytes) => {
+                    let id = repo.blob(bytes).map_err(&git)?;
+                    index.add(&blob_entry(path, id, bytes.len())).map_err(&git)?;
+                }
+                None => index.remove_path(Path::new(path)).map_err(&git)?,
+            }
+        }
+        self.commit_index(repo, project, base.map(|(c, _)| c), &mut index, message)
+    }
+
+    fn commit_index(
+        &self,
+        repo: &Repository,
+        project: &str,
+        parent: Option<&git2::Commit<'_>>,
+        index: &mut Index,
+        message: &str,
+    ) -> Result<Oid> {
+        let git = Self::git(project);
+        let tree_id = index.write_tree_to(repo).map_err(&git)?;
+        if let Some(p) = parent
+            && p.tree_id() == tree_id
+        {
+            return Ok(p.id());
+        }
+        let tree = repo.find_tree(tree_id).map_err(&git)?;
+        let sig = self.signature(project)?;
+        let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
+        // `commit` with an update ref checks that the ref still points at our parent and moves
+        // it atomically (lock file + rename) after all objects are written.
+        repo.commit(Some(BRANCH_REF), &sig, &sig, message, &tree, &parents).map_err(&git)
+    }
+}
+
+fn blob_entry(path: &str, id: Oid, len: usize) -> IndexEntry {
+    IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: u32::from(FileMode::Blob),
+        uid: 0,
+        gid: 0,
+        file_size: len as u32,
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+/// The head commit and its tree.
+fn head<'r>(repo: &'r Repository, project: &str) -> Result<(git2::Commit<'r>, Tree<'r>)> {
+    let git = ConfigRepo::git(project);
+    let commit = repo.find_reference(BRANCH_REF).and_then(|r| r.peel_to_commit()).map_err(&git)?;
+    let tree = commit.tree().map_err(&git)?;
+    Ok((commit, tree))
+}
+
+/// The commit to read at (head when `at` is `None`) and its tree.
+fn resolve<'r>(repo: &'r Repository, project: &str, at: Option<&str>) -> Result<(Oid, Tree<'r>)> {
+    let Some(rev) = at else {
+        let (c, t) = head(repo, project)?;
+        return Ok((c.id(), t));
+    };
+    let not_found = || Error::RevisionNotFound { project: project.into(), revision: rev.into() };
+    // Only commit ids: no revision expressions (`HEAD~1`, `master@{…}`) from request input.
+    if rev.len() < 4 || rev.len() > 40 || !rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let commit = repo.find_commit_by_prefix(rev).map_err(|_| not_found())?;
+    let tree = commit.tree().map_err(ConfigRepo::git(project))?;
+    Ok((commit.id(), tree))
+}
+
+/// Checks that the stage / service of `scope` exists in `tree`.
+fn check_scope(tree: &Tree<'_>, project: &str, scope: Scope<'_>) -> Result<()> {
+    let has = |p: String| tree.get_path(Path::new(&p)).is_ok();
+    match scope {
+        Scope::Project => Ok(()),
+        Scope::Stage(s) | Scope::Service(s, _) if !has(format!("{STAGES_DIR}/{s}/{METADATA}")) => {
+            Err(Error::StageNotFound { project: project.into(), stage: s.into() })
+        }
+        Scope::Service(s, svc) if !has(format!("{STAGES_DIR}/{s}/{svc}/{METADATA}")) => {
+            Err(Error::ServiceNotFound { project: project.into(), stage: s.into(), service: svc.into() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Repository path of `uri` in `scope`, after validation.
+fn resource_path(scope: Scope<'_>, uri: &str) -> Result<String> {
+    let clean = validate_uri(uri)?;
+    if scope == Scope::Project && clean.split('/').next() == Some(STAGES_DIR) {
+        return Err(Error::InvalidUri {
+            uri: uri.into(),
+            reason: "\".keptn-stages\" holds the stages; write stage and service resources through their stage or service",
+        });
+    }
+    Ok(format!("{}{clean}", scope.prefix()))
+}
+
+/// Removes lock files a crashed process may have left (`refs/**.lock`, `HEAD.lock`,
+/// `packed-refs.lock`, `config.lock`).
+fn remove_stale_locks(repo: &Path) -> std::io::Result<()> {
+    for f in ["HEAD.lock", "packed-refs.lock", "config.lock", "index.lock"] {
+        let p = repo.join(f);
+        if p.exists() {
+            std::fs::remove_file(p)?;
+        }
+    }
+    fn walk(dir: &Path) -> std::io::Result<()> {
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(&p)?;
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+    walk(&repo.join("refs"))
+}
+
+/// keptn's metadata timestamp (Go's `time.Now().UTC().String()`).
+fn timestamp() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
+}
