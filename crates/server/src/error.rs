@@ -54,3 +54,18 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl From<keptn_configrepo::Error> for ApiError {
+    fn from(e: keptn_configrepo::Error) -> ApiError {
+        if e.is_not_found() {
+            ApiError::not_found(e.to_string())
+        } else if e.is_conflict() {
+            ApiError::conflict(e.to_string())
+        } else if e.is_bad_request() {
+            ApiError::bad_request(e.to_string())
+        } else {
+            tracing::error!(error = %e, "configuration repository error");
+            ApiError::unavailable(format!("the configuration repository failed; retry later ({e})"))
+        }
+    }
+}

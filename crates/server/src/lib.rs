@@ -83,6 +83,15 @@ pub async fn start_with_signal(
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = Store::connect(&config.database_url()).await.context("cannot open the database")?;
     let catalog = load_catalog(&store).await?;
+    let config_root = config.data_dir.join("config");
+    let configrepo = Arc::new(
+        keptn_configrepo::ConfigRepo::open(&config_root)
+            .with_context(|| format!("cannot open the configuration repository {}", config_root.display()))?,
+    );
+    let backfill = (configrepo.clone(), catalog.projects.clone());
+    tokio::task::spawn_blocking(move || backfill_config_repos(&backfill.0, &backfill.1))
+        .await
+        .context("configuration repository backfill panicked")??;
     let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
     let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
     let directory = uniform::Directory::default();
@@ -101,6 +110,7 @@ pub async fn start_with_signal(
         store: store.clone(),
         writer: writer_handle,
         catalog: RwLock::new(catalog),
+        configrepo,
         crud: tokio::sync::Mutex::new(()),
         directory,
         token: config.api_token.clone(),
@@ -158,4 +168,32 @@ async fn load_catalog(store: &Store) -> anyhow::Result<Catalog> {
         );
     }
     Ok(Catalog { projects })
+}
+
+/// Projects created before the configuration repository existed get one: a stage per shipyard
+/// stage, their services in every stage, and `shipyard.yaml`.
+fn backfill_config_repos(
+    repo: &keptn_configrepo::ConfigRepo,
+    projects: &BTreeMap<String, ProjectEntry>,
+) -> anyhow::Result<()> {
+    let existing = repo.projects().context("cannot list the configuration repositories")?;
+    for (name, entry) in projects.iter().filter(|(name, _)| !existing.contains(name)) {
+        tracing::info!(project = %name, "creating the configuration repository of an existing project");
+        let fill = || -> keptn_configrepo::Result<()> {
+            repo.create_project(name)?;
+            for stage in entry.shipyard.stage_names() {
+                repo.create_stage(name, &stage)?;
+                for service in entry.services.keys() {
+                    repo.create_service(name, &stage, service)?;
+                }
+            }
+            let shipyard = [("shipyard.yaml", entry.shipyard_yaml.as_bytes())];
+            repo.write(name, keptn_configrepo::Scope::Project, &shipyard, "Added shipyard")?;
+            Ok(())
+        };
+        if let Err(e) = fill() {
+            tracing::error!(project = %name, error = %e, "cannot create the configuration repository; its resource API answers 404");
+        }
+    }
+    Ok(())
 }

@@ -135,6 +135,8 @@ fn router_routes() -> BTreeMap<String, BTreeSet<String>> {
         } else {
             panic!("unsupported route path expression (use a literal or &format!(\"{{cp}}/…\")): {args:.80}");
         };
+        // A wildcard segment `{*name}` is the path parameter `{name}` in OpenAPI.
+        let path = path.replace("{*", "{");
         let methods = methods_in(handlers);
         assert!(!methods.is_empty(), "no HTTP method found for route {path:?} in: {handlers}");
         assert!(!routes.contains_key(&path), "route {path:?} registered twice");

@@ -4,11 +4,13 @@ mod events;
 mod meta;
 mod paging;
 mod project;
+mod resource;
 mod sequence;
 mod uniform;
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::error::ApiResult;
 use crate::uniform::Directory;
 use crate::writer::WriterHandle;
 use axum::Router;
@@ -16,6 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
+use keptn_configrepo::ConfigRepo;
 use keptn_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::{Arc, RwLock};
@@ -25,6 +28,8 @@ pub struct AppState {
     pub store: Store,
     pub writer: WriterHandle,
     pub catalog: RwLock<Catalog>,
+    /// keptn's resource-service storage: one git repository per project.
+    pub configrepo: Arc<ConfigRepo>,
     /// Serialises project and service changes (store + catalog + engine stay in step).
     pub crud: Mutex<()>,
     pub directory: Directory,
@@ -72,6 +77,30 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
             get(uniform::get_subscription).put(uniform::put_subscription).delete(uniform::delete_subscription),
         )
         .route(&format!("{cp}/log"), get(uniform::logs).post(uniform::post_logs).delete(uniform::delete_logs))
+        .route(
+            "/api/resource-service/v1/project/{project}/resource",
+            get(resource::list).post(resource::create).put(resource::update),
+        )
+        .route(
+            "/api/resource-service/v1/project/{project}/resource/{*uri}",
+            get(resource::get_one).put(resource::put_one).delete(resource::delete_one),
+        )
+        .route(
+            "/api/resource-service/v1/project/{project}/stage/{stage}/resource",
+            get(resource::list).post(resource::create).put(resource::update),
+        )
+        .route(
+            "/api/resource-service/v1/project/{project}/stage/{stage}/resource/{*uri}",
+            get(resource::get_one).put(resource::put_one).delete(resource::delete_one),
+        )
+        .route(
+            "/api/resource-service/v1/project/{project}/stage/{stage}/service/{service}/resource",
+            get(resource::list).post(resource::create).put(resource::update),
+        )
+        .route(
+            "/api/resource-service/v1/project/{project}/stage/{stage}/service/{service}/resource/{*uri}",
+            get(resource::get_one).put(resource::put_one).delete(resource::delete_one),
+        )
         .route("/metrics", get(meta::metrics))
         .route("/api/openapi.json", get(meta::openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -163,4 +192,17 @@ pub async fn expire_integrations(state: Shared) {
             Err(e) => tracing::warn!(error = %e, "could not expire integrations"),
         }
     }
+}
+
+/// Runs a configuration-repository call on the blocking pool (libgit2 is synchronous).
+pub async fn repo<T, F>(state: &AppState, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&ConfigRepo) -> keptn_configrepo::Result<T> + Send + 'static,
+{
+    let repo = state.configrepo.clone();
+    tokio::task::spawn_blocking(move || f(&repo))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the configuration repository task failed; retry later ({e})")))?
+        .map_err(ApiError::from)
 }

@@ -1,7 +1,7 @@
 //! Projects, stages and services (`/api/controlPlane/v1/project…`), with keptn's shapes.
 
-use super::Shared;
 use super::paging::{Page, PageParams};
+use super::{Shared, repo};
 use crate::body::JsonBody;
 use crate::catalog::ProjectEntry;
 use crate::error::{ApiError, ApiResult};
@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
+use keptn_configrepo::Scope;
 use keptn_spec::{Shipyard, names};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,6 +36,36 @@ fn decode_shipyard(b64: &str) -> ApiResult<(Shipyard, String)> {
     Ok((shipyard, yaml))
 }
 
+/// Creates the project's configuration repository: one stage per shipyard stage, then
+/// `shipyard.yaml`. A repository left over from an interrupted create or delete (the catalog
+/// has no such project) is replaced.
+async fn create_repo(state: &Shared, project: &str, shipyard: &Shipyard, yaml: &str) -> ApiResult<()> {
+    let (project, stages, yaml) = (project.to_string(), shipyard.stage_names(), yaml.to_string());
+    repo(state, move |r| {
+        if r.projects()?.contains(&project) {
+            tracing::warn!(project = %project, "replacing a stale configuration repository");
+            r.delete_project(&project)?;
+        }
+        r.create_project(&project)?;
+        for stage in &stages {
+            r.create_stage(&project, stage)?;
+        }
+        r.write(&project, Scope::Project, &[("shipyard.yaml", yaml.as_bytes())], "Added shipyard")?;
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes the project's configuration repository; a missing one is fine.
+async fn delete_repo(state: &Shared, project: &str) -> ApiResult<()> {
+    let project = project.to_string();
+    repo(state, move |r| match r.delete_project(&project) {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    })
+    .await
+}
+
 pub async fn create(
     State(state): State<Shared>,
     JsonBody(body): JsonBody<ProjectBody>,
@@ -55,8 +86,12 @@ pub async fn create(
     }
     let ctx = crate::writer::new_id();
     state.writer.ingest(system_event("project.create.started", &ctx, json!({ "project": body.name }))).await?;
+    create_repo(&state, &body.name, &shipyard, &yaml).await?;
     let now = now_ms();
-    state.store.create_project(&body.name, &yaml, now).await?;
+    if let Err(e) = state.store.create_project(&body.name, &yaml, now).await {
+        let _ = delete_repo(&state, &body.name).await;
+        return Err(e.into());
+    }
     state.catalog.write().expect("catalog").projects.insert(
         body.name.clone(),
         ProjectEntry {
@@ -100,6 +135,11 @@ pub async fn update(
             "stages cannot be added, removed or renamed after a project is created (current stages: {before:?}, new: {after:?})"
         )));
     }
+    let (project, content) = (body.name.clone(), yaml.clone());
+    repo(&state, move |r| {
+        r.write(&project, Scope::Project, &[("shipyard.yaml", content.as_bytes())], "Updated shipyard").map(drop)
+    })
+    .await?;
     state.store.update_project_shipyard(&body.name, &yaml, now_ms()).await?;
     if let Some(p) = state.catalog.write().expect("catalog").projects.get_mut(&body.name) {
         p.shipyard = shipyard.clone();
@@ -116,6 +156,7 @@ pub async fn delete(State(state): State<Shared>, Path(project): Path<String>) ->
     }
     state.writer.delete_project(project.clone()).await?;
     state.catalog.write().expect("catalog").projects.remove(&project);
+    delete_repo(&state, &project).await?;
     let ctx = crate::writer::new_id();
     let data = json!({ "project": project, "status": "succeeded", "result": "pass" });
     state.writer.ingest(system_event("project.delete.finished", &ctx, data)).await?;
@@ -137,7 +178,7 @@ pub async fn create_service(
 ) -> ApiResult<Json<Value>> {
     names::check_service(&body.service_name).map_err(ApiError::bad_request)?;
     let _guard = state.crud.lock().await;
-    {
+    let stages = {
         let catalog = state.catalog.read().expect("catalog");
         let p = catalog
             .project(&project)
@@ -148,12 +189,17 @@ pub async fn create_service(
                 body.service_name
             )));
         }
-    }
+        p.shipyard.stage_names()
+    };
     let ctx = crate::writer::new_id();
     let data = json!({ "project": project, "service": body.service_name });
     state.writer.ingest(system_event("service.create.started", &ctx, data.clone())).await?;
+    create_service_repo(&state, &project, &body.service_name, stages.clone()).await?;
     let now = now_ms();
-    state.store.create_service(&project, &body.service_name, now).await?;
+    if let Err(e) = state.store.create_service(&project, &body.service_name, now).await {
+        let _ = delete_service_repo(&state, &project, &body.service_name, stages).await;
+        return Err(e.into());
+    }
     if let Some(p) = state.catalog.write().expect("catalog").projects.get_mut(&project) {
         p.services.insert(body.service_name.clone(), now);
     }
@@ -169,7 +215,7 @@ pub async fn delete_service(
     Path((project, service)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let _guard = state.crud.lock().await;
-    {
+    let stages = {
         let catalog = state.catalog.read().expect("catalog");
         let p = catalog
             .project(&project)
@@ -177,11 +223,13 @@ pub async fn delete_service(
         if !p.services.contains_key(&service) {
             return Err(ApiError::not_found(format!("service {service:?} does not exist in project {project:?}")));
         }
-    }
+        p.shipyard.stage_names()
+    };
     let ctx = crate::writer::new_id();
     let data = json!({ "project": project, "service": service });
     state.writer.ingest(system_event("service.delete.started", &ctx, data.clone())).await?;
     state.store.delete_service(&project, &service).await?;
+    delete_service_repo(&state, &project, &service, stages).await?;
     if let Some(p) = state.catalog.write().expect("catalog").projects.get_mut(&project) {
         p.services.remove(&service);
     }
@@ -190,6 +238,37 @@ pub async fn delete_service(
     finished["result"] = json!("pass");
     state.writer.ingest(system_event("service.delete.finished", &ctx, finished)).await?;
     Ok(Json(json!({})))
+}
+
+/// Creates the service in every stage of the configuration repository; one that already exists
+/// (left over from an interrupted create) is kept.
+async fn create_service_repo(state: &Shared, project: &str, service: &str, stages: Vec<String>) -> ApiResult<()> {
+    let (project, service) = (project.to_string(), service.to_string());
+    repo(state, move |r| {
+        for stage in &stages {
+            match r.create_service(&project, stage, &service) {
+                Err(e) if e.is_conflict() => {}
+                other => drop(other?),
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes the service from every stage of the configuration repository; missing ones are fine.
+async fn delete_service_repo(state: &Shared, project: &str, service: &str, stages: Vec<String>) -> ApiResult<()> {
+    let (project, service) = (project.to_string(), service.to_string());
+    repo(state, move |r| {
+        for stage in &stages {
+            match r.delete_service(&project, stage, &service) {
+                Err(e) if e.is_not_found() => {}
+                other => drop(other?),
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn nanos(ms: i64) -> String {

@@ -1,0 +1,222 @@
+//! keptn's resource-service (`/api/resource-service/v1/project/{p}[/stage/{s}[/service/{svc}]]/resource…`)
+//! over the git-backed configuration repository: base64 content, `metadata.version` = commit id,
+//! `?gitCommitID=` reads at a revision.
+
+use super::paging::Page;
+use super::{Shared, repo};
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use keptn_configrepo::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The path parameters of every resource route; `stage`, `service` and `uri` are present only on
+/// the routes that have them. axum has already percent-decoded them (`helm%2Fcarts.tgz` →
+/// `helm/carts.tgz`).
+#[derive(Deserialize)]
+pub struct ResourcePath {
+    project: String,
+    stage: Option<String>,
+    service: Option<String>,
+    uri: Option<String>,
+}
+
+/// The level a request addresses, owned so it can move into a blocking task.
+#[derive(Clone)]
+struct Level {
+    stage: Option<String>,
+    service: Option<String>,
+}
+
+impl Level {
+    fn of(p: &ResourcePath) -> Level {
+        Level { stage: p.stage.clone(), service: p.service.clone() }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        match (&self.stage, &self.service) {
+            (Some(s), Some(svc)) => Scope::Service(s, svc),
+            (Some(s), None) => Scope::Stage(s),
+            _ => Scope::Project,
+        }
+    }
+}
+
+/// keptn clients may send `/shipyard.yaml`; the repository wants relative URIs.
+fn strip_slash(uri: &str) -> String {
+    uri.strip_prefix('/').unwrap_or(uri).to_string()
+}
+
+fn path_uri(p: &ResourcePath) -> ApiResult<String> {
+    let uri = p.uri.as_deref().unwrap_or_default();
+    let uri = strip_slash(uri);
+    if uri.is_empty() {
+        return Err(ApiError::bad_request(
+            "the resource URI is missing; URL-escape it into the path, e.g. helm%2Fcarts.tgz",
+        ));
+    }
+    Ok(uri)
+}
+
+fn decode(uri: &str, content: &str) -> ApiResult<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(content.trim())
+        .map_err(|e| ApiError::bad_request(format!("resourceContent of {uri:?} must be base64-encoded: {e}")))
+}
+
+fn encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn commit_response(commit: String) -> Value {
+    json!({ "commitID": commit, "metadata": { "version": commit } })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceQuery {
+    #[serde(rename = "gitCommitID")]
+    git_commit_id: Option<String>,
+    page_size: Option<String>,
+    next_page_key: Option<String>,
+}
+
+impl ResourceQuery {
+    fn at(&self) -> Option<String> {
+        self.git_commit_id.clone().filter(|s| !s.is_empty())
+    }
+}
+
+/// GET …/resource: the level's resources at the head (like keptn, `gitCommitID` is ignored).
+pub async fn list(
+    State(state): State<Shared>,
+    Path(path): Path<ResourcePath>,
+    Query(q): Query<ResourceQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = Page::parse(q.page_size.as_deref(), q.next_page_key.as_deref(), 100)?;
+    let level = Level::of(&path);
+    let project = path.project.clone();
+    let (head, uris) = repo(&state, move |r| {
+        let head = r.head(&project)?;
+        let uris = r.list(&project, level.scope(), Some(&head))?;
+        Ok((head, uris))
+    })
+    .await?;
+    let total = uris.len() as i64;
+    let resources: Vec<Value> = page
+        .slice(&uris)
+        .into_iter()
+        .map(|uri| json!({ "resourceURI": uri, "metadata": { "version": head } }))
+        .collect();
+    Ok(Json(json!({
+        "resources": resources, "nextPageKey": page.next_key(total), "pageSize": resources.len(), "totalCount": total,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ResourceItem {
+    #[serde(rename = "resourceURI", default)]
+    resource_uri: String,
+    #[serde(rename = "resourceContent", default)]
+    resource_content: String,
+}
+
+#[derive(Deserialize)]
+pub struct ResourcesBody {
+    #[serde(default)]
+    resources: Vec<ResourceItem>,
+}
+
+async fn write_many(
+    state: &Shared,
+    path: ResourcePath,
+    body: ResourcesBody,
+    message: &'static str,
+) -> ApiResult<Value> {
+    if body.resources.is_empty() {
+        return Err(ApiError::bad_request(
+            "resources is empty; send {\"resources\":[{\"resourceURI\":…,\"resourceContent\":<base64>}]}",
+        ));
+    }
+    let mut files = Vec::with_capacity(body.resources.len());
+    for item in &body.resources {
+        let uri = strip_slash(&item.resource_uri);
+        let content = decode(&uri, &item.resource_content)?;
+        files.push((uri, content));
+    }
+    let level = Level::of(&path);
+    let project = path.project;
+    let commit = repo(state, move |r| {
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
+        r.write(&project, level.scope(), &refs, message)
+    })
+    .await?;
+    Ok(commit_response(commit))
+}
+
+/// POST …/resource: creates (or replaces) resources in one commit.
+pub async fn create(
+    State(state): State<Shared>,
+    Path(path): Path<ResourcePath>,
+    JsonBody(body): JsonBody<ResourcesBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    Ok((StatusCode::CREATED, Json(write_many(&state, path, body, "Added resources").await?)))
+}
+
+/// PUT …/resource: replaces (or creates) resources in one commit.
+pub async fn update(
+    State(state): State<Shared>,
+    Path(path): Path<ResourcePath>,
+    JsonBody(body): JsonBody<ResourcesBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(write_many(&state, path, body, "Updated resources").await?))
+}
+
+/// GET …/resource/{uri}: one resource at the head or at `gitCommitID`.
+pub async fn get_one(
+    State(state): State<Shared>,
+    Path(path): Path<ResourcePath>,
+    Query(q): Query<ResourceQuery>,
+) -> ApiResult<Json<Value>> {
+    let uri = path_uri(&path)?;
+    let level = Level::of(&path);
+    let (project, at, u) = (path.project.clone(), q.at(), uri.clone());
+    let (content, version) = repo(&state, move |r| r.read(&project, level.scope(), &u, at.as_deref())).await?;
+    Ok(Json(json!({ "resourceURI": uri, "resourceContent": encode(&content), "metadata": { "version": version } })))
+}
+
+#[derive(Deserialize)]
+pub struct ResourceContentBody {
+    #[serde(rename = "resourceContent", default)]
+    resource_content: String,
+}
+
+/// PUT …/resource/{uri}: writes one resource.
+pub async fn put_one(
+    State(state): State<Shared>,
+    Path(path): Path<ResourcePath>,
+    JsonBody(body): JsonBody<ResourceContentBody>,
+) -> ApiResult<Json<Value>> {
+    let uri = path_uri(&path)?;
+    let content = decode(&uri, &body.resource_content)?;
+    let level = Level::of(&path);
+    let project = path.project;
+    let commit = repo(&state, move |r| {
+        r.write(&project, level.scope(), &[(uri.as_str(), content.as_slice())], "Updated resource")
+    })
+    .await?;
+    Ok(Json(commit_response(commit)))
+}
+
+/// DELETE …/resource/{uri}: deletes one resource.
+pub async fn delete_one(State(state): State<Shared>, Path(path): Path<ResourcePath>) -> ApiResult<Json<Value>> {
+    let uri = path_uri(&path)?;
+    let level = Level::of(&path);
+    let project = path.project;
+    let commit = repo(&state, move |r| r.delete(&project, level.scope(), &uri, "Deleted resource")).await?;
+    Ok(Json(commit_response(commit)))
+}
