@@ -80,6 +80,9 @@ pub enum Effect {
 pub struct Engine {
     config: Config,
     shipyards: HashMap<String, Shipyard>,
+    /// Each project's current configuration revision: a sequence triggered without a
+    /// `gitcommitid` is pinned to it (keptn: the stage's HEAD when the sequence starts).
+    revisions: HashMap<String, String>,
     executions: HashMap<String, Execution>,
     /// task `.triggered` id → execution id
     by_task: HashMap<String, String>,
@@ -132,8 +135,13 @@ impl Engine {
         self.shipyards.insert(project.to_string(), shipyard);
     }
 
+    pub fn set_revision(&mut self, project: &str, commit: &str) {
+        self.revisions.insert(project.to_string(), commit.to_string());
+    }
+
     pub fn remove_project(&mut self, project: &str) {
         self.shipyards.remove(project);
+        self.revisions.remove(project);
         let ids: Vec<String> =
             self.executions.values().filter(|e| e.project == project).map(|e| e.id.clone()).collect();
         for id in ids {
@@ -260,7 +268,10 @@ impl Engine {
             sequence: sequence.to_string(),
             tasks: Vec::new(),
             input,
-            gitcommitid: ev.gitcommitid.clone(),
+            gitcommitid: match ev.gitcommitid.as_str() {
+                "" => self.revisions.get(ev.project()).cloned().unwrap_or_default(),
+                given => given.to_string(),
+            },
             triggered_at: step.now,
             state: ExecState::Triggered,
             paused: self.markers.iter().any(|m| m.covers(&context, stage)),

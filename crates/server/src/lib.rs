@@ -89,13 +89,18 @@ pub async fn start_with_signal(
             .with_context(|| format!("cannot open the configuration repository {}", config_root.display()))?,
     );
     let backfill = (configrepo.clone(), catalog.projects.clone());
-    tokio::task::spawn_blocking(move || backfill_config_repos(&backfill.0, &backfill.1))
-        .await
-        .context("configuration repository backfill panicked")??;
+    let revisions = tokio::task::spawn_blocking(move || {
+        backfill_config_repos(&backfill.0, &backfill.1)?;
+        // Each project's current revision pins the sequences triggered without a gitcommitid.
+        let heads = backfill.1.keys().filter_map(|p| backfill.0.head(p).ok().map(|h| (p.clone(), h)));
+        anyhow::Ok(heads.collect::<std::collections::HashMap<_, _>>())
+    })
+    .await
+    .context("configuration repository backfill panicked")??;
     let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
     let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
     let directory = uniform::Directory::default();
-    let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone()).await?;
+    let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone(), revisions).await?;
     let (writer_handle, writer_task) = writer.spawn();
     let (bus, _) = broadcast::channel(4096);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;

@@ -11,6 +11,7 @@ use keptn_engine::{Control, Effect, Engine, Input, Timer};
 use keptn_spec::event_type::EventType;
 use keptn_spec::{KeptnEvent, Shipyard};
 use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
+use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,6 +42,11 @@ pub enum WriteCmd {
     },
     /// Events every push target has received: they leave the outbox.
     Delivered(Vec<String>),
+    /// The project's configuration repository moved to this commit.
+    SetRevision {
+        project: String,
+        commit: String,
+    },
     DeleteProject {
         project: String,
         reply: oneshot::Sender<Result<(), ApiError>>,
@@ -88,6 +94,10 @@ impl WriterHandle {
         self.send(WriteCmd::SetShipyard { project, shipyard }).await
     }
 
+    pub async fn set_revision(&self, project: String, commit: String) -> Result<(), ApiError> {
+        self.send(WriteCmd::SetRevision { project, commit }).await
+    }
+
     pub async fn delete_project(&self, project: String) -> Result<(), ApiError> {
         self.ask(|reply| WriteCmd::DeleteProject { project, reply }).await
     }
@@ -102,6 +112,8 @@ pub struct Writer {
     /// Decides at commit time whether an event needs an outbox row (it has push targets).
     directory: Directory,
     next_seq: i64,
+    /// Current configuration revision per project, re-applied when the engine is reloaded.
+    revisions: HashMap<String, String>,
     commits: u64,
     checkpoint: mpsc::Sender<()>,
 }
@@ -128,11 +140,26 @@ impl Writer {
         engine_config: keptn_engine::Config,
         dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
         directory: Directory,
+        revisions: HashMap<String, String>,
     ) -> Result<Writer, StoreError> {
-        let engine = Self::restore_engine(&store, &engine_config).await?;
+        let mut engine = Self::restore_engine(&store, &engine_config).await?;
+        for (project, commit) in &revisions {
+            engine.set_revision(project, commit);
+        }
         let next_seq = store.max_event_seq().await? + 1;
         let checkpoint = spawn_checkpointer(store.clone());
-        Ok(Writer { store, engine, engine_config, timers: None, dispatch, directory, next_seq, commits: 0, checkpoint })
+        Ok(Writer {
+            store,
+            engine,
+            engine_config,
+            timers: None,
+            dispatch,
+            directory,
+            next_seq,
+            revisions,
+            commits: 0,
+            checkpoint,
+        })
     }
 
     async fn restore_engine(store: &Store, config: &keptn_engine::Config) -> Result<Engine, StoreError> {
@@ -204,6 +231,9 @@ impl Writer {
                 match Self::restore_engine(&self.store, &self.engine_config).await {
                     Ok(engine) => {
                         self.engine = engine;
+                        for (project, commit) in &self.revisions {
+                            self.engine.set_revision(project, commit);
+                        }
                         // Timers armed in the failed batch were never armed; re-derive them all
                         // (a stale duplicate is ignored by the engine).
                         if let Some(t) = &self.timers {
@@ -222,6 +252,7 @@ impl Writer {
         for (project, reply) in produced.deletes {
             let result = self.store.delete_project(&project).await.map_err(ApiError::from);
             self.engine.remove_project(&project);
+            self.revisions.remove(&project);
             let _ = reply.send(result);
         }
         m::sequences(self.engine.executions().map(|e| e.state.as_str()));
@@ -277,6 +308,10 @@ impl Writer {
                 WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(&project, shipyard),
                 WriteCmd::DeleteProject { project, reply } => out.deletes.push((project, reply)),
                 WriteCmd::Delivered(ids) => w.outbox_delete.extend(ids),
+                WriteCmd::SetRevision { project, commit } => {
+                    self.engine.set_revision(&project, &commit);
+                    self.revisions.insert(project, commit);
+                }
             }
         }
         if !w.is_empty() {

@@ -194,6 +194,25 @@ pub async fn expire_integrations(state: Shared) {
     }
 }
 
+/// Runs a configuration-repository call that changes `project`, then tells the engine the
+/// project's new revision (sequences triggered without a `gitcommitid` are pinned to it).
+pub async fn repo_write<T, F>(state: &AppState, project: &str, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&ConfigRepo) -> keptn_configrepo::Result<T> + Send + 'static,
+{
+    let name = project.to_string();
+    let (out, head) = repo(state, move |r| {
+        let out = f(r)?;
+        Ok((out, r.head(&name).ok()))
+    })
+    .await?;
+    if let Some(head) = head {
+        state.writer.set_revision(project.to_string(), head).await?;
+    }
+    Ok(out)
+}
+
 /// Runs a configuration-repository call on the blocking pool (libgit2 is synchronous).
 pub async fn repo<T, F>(state: &AppState, f: F) -> ApiResult<T>
 where

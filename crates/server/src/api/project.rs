@@ -1,7 +1,7 @@
 //! Projects, stages and services (`/api/controlPlane/v1/project…`), with keptn's shapes.
 
 use super::paging::{Page, PageParams};
-use super::{Shared, repo};
+use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
 use crate::catalog::ProjectEntry;
 use crate::error::{ApiError, ApiResult};
@@ -40,8 +40,9 @@ fn decode_shipyard(b64: &str) -> ApiResult<(Shipyard, String)> {
 /// `shipyard.yaml`. A repository left over from an interrupted create or delete (the catalog
 /// has no such project) is replaced.
 async fn create_repo(state: &Shared, project: &str, shipyard: &Shipyard, yaml: &str) -> ApiResult<()> {
-    let (project, stages, yaml) = (project.to_string(), shipyard.stage_names(), yaml.to_string());
-    repo(state, move |r| {
+    let (name, stages, yaml) = (project.to_string(), shipyard.stage_names(), yaml.to_string());
+    repo_write(state, project, move |r| {
+        let project = name;
         if r.projects()?.contains(&project) {
             tracing::warn!(project = %project, "replacing a stale configuration repository");
             r.delete_project(&project)?;
@@ -136,7 +137,7 @@ pub async fn update(
         )));
     }
     let (project, content) = (body.name.clone(), yaml.clone());
-    repo(&state, move |r| {
+    repo_write(&state, &body.name, move |r| {
         r.write(&project, Scope::Project, &[("shipyard.yaml", content.as_bytes())], "Updated shipyard").map(drop)
     })
     .await?;
@@ -243,8 +244,9 @@ pub async fn delete_service(
 /// Creates the service in every stage of the configuration repository; one that already exists
 /// (left over from an interrupted create) is kept.
 async fn create_service_repo(state: &Shared, project: &str, service: &str, stages: Vec<String>) -> ApiResult<()> {
-    let (project, service) = (project.to_string(), service.to_string());
-    repo(state, move |r| {
+    let (name, service) = (project.to_string(), service.to_string());
+    repo_write(state, project, move |r| {
+        let project = name;
         for stage in &stages {
             match r.create_service(&project, stage, &service) {
                 Err(e) if e.is_conflict() => {}
@@ -258,8 +260,9 @@ async fn create_service_repo(state: &Shared, project: &str, service: &str, stage
 
 /// Deletes the service from every stage of the configuration repository; missing ones are fine.
 async fn delete_service_repo(state: &Shared, project: &str, service: &str, stages: Vec<String>) -> ApiResult<()> {
-    let (project, service) = (project.to_string(), service.to_string());
-    repo(state, move |r| {
+    let (name, service) = (project.to_string(), service.to_string());
+    repo_write(state, project, move |r| {
+        let project = name;
         for stage in &stages {
             match r.delete_service(&project, stage, &service) {
                 Err(e) if e.is_not_found() => {}

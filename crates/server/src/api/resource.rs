@@ -3,7 +3,7 @@
 //! `?gitCommitID=` reads at a revision.
 
 use super::paging::Page;
-use super::{Shared, repo};
+use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
@@ -150,7 +150,7 @@ async fn write_many(
     }
     let level = Level::of(&path);
     let project = path.project;
-    let commit = repo(state, move |r| {
+    let commit = repo_write(state, &project.clone(), move |r| {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
         r.write(&project, level.scope(), &refs, message)
     })
@@ -205,7 +205,7 @@ pub async fn put_one(
     let content = decode(&uri, &body.resource_content)?;
     let level = Level::of(&path);
     let project = path.project;
-    let commit = repo(&state, move |r| {
+    let commit = repo_write(&state, &project.clone(), move |r| {
         r.write(&project, level.scope(), &[(uri.as_str(), content.as_slice())], "Updated resource")
     })
     .await?;
@@ -217,6 +217,8 @@ pub async fn delete_one(State(state): State<Shared>, Path(path): Path<ResourcePa
     let uri = path_uri(&path)?;
     let level = Level::of(&path);
     let project = path.project;
-    let commit = repo(&state, move |r| r.delete(&project, level.scope(), &uri, "Deleted resource")).await?;
+    let commit =
+        repo_write(&state, &project.clone(), move |r| r.delete(&project, level.scope(), &uri, "Deleted resource"))
+            .await?;
     Ok(Json(commit_response(commit)))
 }
