@@ -284,7 +284,7 @@ impl Writer {
                     self.next_seq += 1;
                     m::events_in();
                     let time_ms = parse_time(&event.time).unwrap_or(now);
-                    self.record(&mut w, &event, seq, time_ms, now);
+                    self.record(&mut w, &event, seq, time_ms);
                     out.outgoing.push(Outgoing {
                         event: (*event).clone(),
                         due_ms: now,
@@ -336,7 +336,7 @@ impl Writer {
                 Effect::Emit { event, deliver_at, open } => {
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    self.record(w, &event, seq, deliver_at, now);
+                    self.record(w, &event, seq, deliver_at);
                     let in_outbox = self.queue(w, &event, deliver_at);
                     if open {
                         w.open.insert(event.id.clone(), Some(open_row(&event, seq, deliver_at)));
@@ -374,7 +374,7 @@ impl Writer {
     }
 
     /// Stores the event and updates the project view's `lastEventTypes` and `deployedImage`.
-    fn record(&self, w: &mut WriteBatch, event: &KeptnEvent, seq: i64, time_ms: i64, _now: i64) {
+    fn record(&self, w: &mut WriteBatch, event: &KeptnEvent, seq: i64, time_ms: i64) {
         w.events.push((seq, event.clone(), time_ms));
         let Some(scope) = scope_of(event) else { return };
         if event.ty == "sh.keptn.event.deployment.finished" {
