@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts (if needed) the services the test suite talks to: PostgreSQL and NATS JetStream.
+# Starts (if needed) the services the test suite talks to: PostgreSQL and NATS JetStream; installs
+# openssh-server for the ssh git remote.
 # Idempotent; safe to run on a machine where they already run.
 set -euo pipefail
 
@@ -37,4 +38,7 @@ if ! port_open 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port 4222
 fi
-echo "services: postgresql on 5432, nats on 4222"
+# sshd serves the ssh git remote of the configuration-repository tests (each test starts its own
+# sshd on a loopback port; nothing runs here).
+need_pkg /usr/sbin/sshd openssh-server
+echo "services: postgresql on 5432, nats on 4222, sshd installed"

@@ -36,6 +36,36 @@ pub enum Error {
     InvalidUri { uri: String, reason: &'static str },
     #[error("invalid {kind} name \"{name}\": {reason}")]
     InvalidName { kind: &'static str, name: String, reason: &'static str },
+    #[error("invalid helm chart \"{uri}\": {reason}")]
+    InvalidHelmChart { uri: String, reason: String },
+    #[error("invalid gitCredentials: {reason}")]
+    InvalidCredentials { reason: String },
+    #[error(
+        "the upstream {url} of project \"{project}\" rejected the credentials ({detail}); check user and token (https) or the private key and passphrase (ssh)"
+    )]
+    UpstreamAuth { project: String, url: String, detail: String },
+    #[error("TLS with the upstream {url} of project \"{project}\" failed: {detail}")]
+    UpstreamTls { project: String, url: String, detail: String },
+    #[error(
+        "the upstream repository {url} of project \"{project}\" was not found ({detail}); create it first, or check the URL"
+    )]
+    UpstreamNotFound { project: String, url: String, detail: String },
+    #[error(
+        "the upstream {url} of project \"{project}\" can't be reached ({detail}); check the URL, the network and the proxy settings"
+    )]
+    UpstreamUnreachable { project: String, url: String, detail: String },
+    #[error("the upstream {url} of project \"{project}\" failed: {detail}")]
+    Upstream { project: String, url: String, detail: String },
+    #[error(
+        "the upstream {url} already holds a keptn project or history unrelated to project \"{project}\"; use an empty repository"
+    )]
+    UpstreamHasHistory { project: String, url: String },
+    #[error(
+        "the upstream {url} of project \"{project}\" kept changing while we pushed ({attempts} attempts); nothing was written, retry"
+    )]
+    UpstreamBusy { project: String, url: String, attempts: u32 },
+    #[error("the stored gitCredentials of project \"{project}\" can't be read: {reason}")]
+    CredentialsUnreadable { project: String, reason: String },
     #[error("git error in project \"{project}\": {source}")]
     Git {
         project: String,
@@ -60,17 +90,41 @@ impl Error {
                 | Error::ServiceNotFound { .. }
                 | Error::ResourceNotFound { .. }
                 | Error::RevisionNotFound { .. }
+                | Error::UpstreamNotFound { .. }
         )
     }
 
     /// keptn answers these with 409.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::ProjectExists { .. } | Error::StageExists { .. } | Error::ServiceExists { .. })
+        matches!(
+            self,
+            Error::ProjectExists { .. }
+                | Error::StageExists { .. }
+                | Error::ServiceExists { .. }
+                | Error::UpstreamHasHistory { .. }
+                | Error::UpstreamBusy { .. }
+        )
+    }
+
+    /// keptn answers bad upstream credentials with 424 (Failed Dependency); TLS failures too.
+    pub fn is_bad_credentials(&self) -> bool {
+        matches!(self, Error::UpstreamAuth { .. } | Error::UpstreamTls { .. })
+    }
+
+    /// The upstream could not be reached or failed in another way: 502.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(self, Error::UpstreamUnreachable { .. } | Error::Upstream { .. })
     }
 
     /// keptn answers these with 400.
     pub fn is_bad_request(&self) -> bool {
-        matches!(self, Error::InvalidUri { .. } | Error::InvalidName { .. })
+        matches!(
+            self,
+            Error::InvalidUri { .. }
+                | Error::InvalidName { .. }
+                | Error::InvalidCredentials { .. }
+                | Error::InvalidHelmChart { .. }
+        )
     }
 }
 

@@ -30,10 +30,16 @@
 //! owns the root directory; don't point two servers at the same root). Objects and refs are not
 //! fsynced: a process crash loses nothing committed, a power loss can lose the last commits.
 
+mod credentials;
 mod error;
+mod helm;
+mod remote;
+mod secret;
 mod uri;
 
+pub use credentials::{GitCredentials, HttpsCredentials, Proxy, SshCredentials};
 pub use error::{Error, Result};
+pub use secret::SecretKey;
 pub use uri::validate_uri;
 
 use git2::{
@@ -43,7 +49,9 @@ use git2::{
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The branch that holds everything (keptn's `DEFAULT_REMOTE_GIT_BRANCH`).
 pub const BRANCH: &str = "master";
@@ -126,12 +134,73 @@ fn validate_name(kind: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Per-project state: the write lock (holding the writer's repository handle) and a pool of
-/// handles for readers.
+/// Per-project state: the write lock (holding the writer's repository handle), a pool of
+/// handles for readers, and the upstream (loaded on first use).
 struct Project {
     writer: Mutex<Option<Repository>>,
     readers: Mutex<Vec<Repository>>,
+    upstream: Mutex<UpstreamSlot>,
 }
+
+impl Project {
+    fn new() -> Self {
+        Project {
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+            upstream: Mutex::new(UpstreamSlot::Unknown),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum UpstreamSlot {
+    /// Not read from disk yet.
+    Unknown,
+    None,
+    Some(Arc<Upstream>),
+}
+
+/// A project's upstream and what we know of it.
+struct Upstream {
+    creds: GitCredentials,
+    /// The upstream's branch for the project (`master`, or its default branch).
+    branch: Mutex<String>,
+    /// When we last learnt the upstream's head.
+    synced: Mutex<Option<Instant>>,
+    /// A background refresh is running (single flight).
+    refreshing: AtomicBool,
+}
+
+impl Upstream {
+    fn new(creds: GitCredentials, branch: String) -> Self {
+        Upstream {
+            creds,
+            branch: Mutex::new(branch),
+            synced: Mutex::new(Some(Instant::now())),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    fn branch(&self) -> String {
+        lock(&self.branch).clone()
+    }
+
+    fn touch(&self) {
+        *lock(&self.synced) = Some(Instant::now());
+    }
+
+    fn is_stale(&self, window: Duration) -> bool {
+        lock(&self.synced).is_none_or(|t| t.elapsed() >= window)
+    }
+}
+
+/// Sealed credentials inside the project's git directory (git ignores unknown files there; the
+/// file goes with the repository when the project is deleted).
+const UPSTREAM_FILE: &str = "keptn-upstream";
+/// Pushes rejected as non-fast-forward are retried on top of the upstream's new head this often.
+const MAX_PUSH_ATTEMPTS: u32 = 5;
+/// Default freshness window: reads at the head use what was fetched less than this long ago.
+pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(5);
 
 const MAX_POOLED_READERS: usize = 8;
 
@@ -140,6 +209,8 @@ pub struct ConfigRepo {
     root: PathBuf,
     author: Author,
     projects: Mutex<HashMap<String, Arc<Project>>>,
+    key: OnceLock<SecretKey>,
+    freshness: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,7 +224,35 @@ impl ConfigRepo {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|source| Error::Io { project: String::new(), source })?;
-        Ok(ConfigRepo { root, author: Author::default(), projects: Mutex::new(HashMap::new()) })
+        Ok(ConfigRepo {
+            root,
+            author: Author::default(),
+            projects: Mutex::new(HashMap::new()),
+            key: OnceLock::new(),
+            freshness: DEFAULT_FRESHNESS,
+        })
+    }
+
+    /// Sets the key that encrypts upstream credentials. Without one, the key is read from (or
+    /// created at) `<root>/.secret-key` on first use.
+    pub fn with_secret_key(self, key: SecretKey) -> Self {
+        let _ = self.key.set(key);
+        self
+    }
+
+    /// How long what was fetched from an upstream counts as current for reads at the head.
+    pub fn with_freshness(mut self, window: Duration) -> Self {
+        self.freshness = window;
+        self
+    }
+
+    fn secret_key(&self) -> Result<&SecretKey> {
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let k = SecretKey::load_or_create(&self.root.join(".secret-key"))
+            .map_err(|source| Error::Io { project: String::new(), source })?;
+        Ok(self.key.get_or_init(|| k))
     }
 
     /// Sets the author and committer of every following commit.
@@ -186,7 +285,7 @@ impl ConfigRepo {
         if !create && !self.exists(project) {
             return Err(Error::ProjectNotFound { project: project.into() });
         }
-        let p = Arc::new(Project { writer: Mutex::new(None), readers: Mutex::new(Vec::new()) });
+        let p = Arc::new(Project::new());
         map.insert(project.to_string(), p.clone());
         Ok(p)
     }
@@ -212,14 +311,114 @@ impl ConfigRepo {
     }
 
     /// Runs `f` with the project's write lock held and its repository open.
-    fn with_writer<T>(&self, project: &str, f: impl FnOnce(&Repository) -> Result<T>) -> Result<T> {
+    fn with_writer<T>(&self, project: &str, f: impl FnOnce(&Repository, &Project) -> Result<T>) -> Result<T> {
         let entry = self.entry(project, false)?;
         let mut guard = lock(&entry.writer);
         if guard.is_none() || !self.exists(project) {
             *guard = Some(self.open_for_write(project)?);
         }
         let repo = guard.as_ref().expect("opened above");
-        f(repo)
+        f(repo, &entry)
+    }
+
+    /// Makes one change: `op` builds a commit on top of the head it is given (or returns that
+    /// head unchanged), and the branch moves to it. With an upstream, the commit is pushed first
+    /// and the branch moves only once the upstream took it; a push the upstream rejects because
+    /// it moved on is retried on top of its new head (`op` runs again, so its checks see the
+    /// upstream's changes). Returns the new head.
+    fn change(
+        &self,
+        project: &str,
+        mut op: impl FnMut(&Repository, &git2::Commit<'_>, &Tree<'_>) -> Result<Oid>,
+    ) -> Result<String> {
+        self.with_writer(project, |repo, entry| {
+            let Some(up) = self.upstream_of(project, entry)? else {
+                let (parent, tree) = head(repo, project)?;
+                let new = op(repo, &parent, &tree)?;
+                move_master(repo, project, parent.id(), new)?;
+                return Ok(new.to_string());
+            };
+            let mut pull_first = up.is_stale(self.freshness);
+            for attempt in 0..MAX_PUSH_ATTEMPTS {
+                if std::mem::take(&mut pull_first) {
+                    self.pull(repo, project, &up)?;
+                }
+                let (parent, tree) = head(repo, project)?;
+                let new = op(repo, &parent, &tree)?;
+                if new == parent.id() {
+                    return Ok(new.to_string());
+                }
+                match remote::push(repo, project, &up.creds, &up.branch(), new, Some(parent.id()))? {
+                    remote::Pushed::Accepted => {
+                        move_master(repo, project, parent.id(), new)?;
+                        up.touch();
+                        return Ok(new.to_string());
+                    }
+                    remote::Pushed::Rejected(why) => {
+                        tracing::debug!(project, attempt, why, "upstream moved on; re-applying on its new head");
+                        pull_first = true;
+                        std::thread::sleep(Duration::from_millis(20 * u64::from(attempt + 1)));
+                    }
+                }
+            }
+            Err(Error::UpstreamBusy {
+                project: project.into(),
+                url: remote::display_url(&up.creds.remote_url),
+                attempts: MAX_PUSH_ATTEMPTS,
+            })
+        })
+    }
+
+    /// The project's upstream, read from its sealed file the first time.
+    fn upstream_of(&self, project: &str, entry: &Project) -> Result<Option<Arc<Upstream>>> {
+        let mut slot = lock(&entry.upstream);
+        if let UpstreamSlot::Unknown = *slot {
+            *slot = match std::fs::read(self.project_path(project).join(UPSTREAM_FILE)) {
+                Ok(sealed) => {
+                    let unreadable =
+                        |reason: &str| Error::CredentialsUnreadable { project: project.into(), reason: reason.into() };
+                    let plain = self.secret_key()?.open(&sealed).ok_or_else(|| {
+                        unreadable("they were encrypted with another key; restore the key or set the credentials again")
+                    })?;
+                    let creds: GitCredentials =
+                        serde_json::from_slice(&plain).map_err(|_| unreadable("the decrypted data is not JSON"))?;
+                    // Not synced yet in this process: the first use asks the upstream.
+                    let up = Upstream::new(creds, BRANCH.into());
+                    *lock(&up.synced) = None;
+                    UpstreamSlot::Some(Arc::new(up))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => UpstreamSlot::None,
+                Err(source) => return Err(Error::Io { project: project.into(), source }),
+            };
+        }
+        Ok(match &*slot {
+            UpstreamSlot::Some(up) => Some(up.clone()),
+            _ => None,
+        })
+    }
+
+    /// Learns the upstream's head and takes it over (the caller holds the write lock). Every
+    /// local commit reached the upstream before the branch moved to it, so the upstream's head
+    /// is never missing local work unless its history was rewritten, which we then follow.
+    /// Returns the new head if it changed.
+    fn pull(&self, repo: &Repository, project: &str, up: &Upstream) -> Result<Option<Oid>> {
+        let remote = remote::remote_head(repo, project, &up.creds)?;
+        *lock(&up.branch) = remote.branch.clone();
+        let Some(theirs) = remote.head else {
+            up.touch();
+            return Ok(None);
+        };
+        remote::fetch(repo, project, &up.creds, &remote.branch, theirs)?;
+        up.touch();
+        let (ours, _) = head(repo, project)?;
+        let ours = ours.id();
+        let git = Self::git(project);
+        if ours == theirs || repo.graph_descendant_of(ours, theirs).map_err(&git)? {
+            // Ahead: the next write pushes it.
+            return Ok(None);
+        }
+        move_master(repo, project, ours, theirs)?;
+        Ok(Some(theirs))
     }
 
     /// Runs `f` with a pooled read handle (no lock held while `f` runs).
@@ -273,10 +472,12 @@ impl ConfigRepo {
             &[(METADATA.to_string(), Some(metadata.into_bytes()))],
             &format!("Initialized project {project}"),
         )?;
+        repo.reference(BRANCH_REF, id, false, "keptn: initialized").map_err(Self::git(project))?;
         drop(repo);
         std::fs::rename(&tmp, &path).map_err(|source| Error::Io { project: project.into(), source })?;
         *guard = None;
         lock(&entry.readers).clear();
+        *lock(&entry.upstream) = UpstreamSlot::Unknown;
         Ok(id.to_string())
     }
 
@@ -321,30 +522,27 @@ impl ConfigRepo {
     /// Creates `.keptn-stages/<stage>/metadata.yaml`. Returns the commit id.
     pub fn create_stage(&self, project: &str, stage: &str) -> Result<String> {
         validate_name("stage", stage)?;
-        self.with_writer(project, |repo| {
-            let (parent, tree) = head(repo, project)?;
+        self.change(project, |repo, parent, tree| {
             let marker = format!("{STAGES_DIR}/{stage}/{METADATA}");
             if tree.get_path(Path::new(&marker)).is_ok() {
                 return Err(Error::StageExists { project: project.into(), stage: stage.into() });
             }
             let metadata = format!("projectName: {project}\nstageName: {stage}\ncreationTimestamp: {}\n", timestamp());
-            let id = self.commit(
+            self.commit(
                 repo,
                 project,
-                Some((&parent, &tree)),
-                &[(marker, Some(metadata.into_bytes()))],
+                Some((parent, tree)),
+                &[(marker.clone(), Some(metadata.into_bytes()))],
                 &format!("Added stage: {stage}"),
-            )?;
-            Ok(id.to_string())
+            )
         })
     }
 
     /// Creates `.keptn-stages/<stage>/<service>/metadata.yaml`. Returns the commit id.
     pub fn create_service(&self, project: &str, stage: &str, service: &str) -> Result<String> {
         Scope::Service(stage, service).validate()?;
-        self.with_writer(project, |repo| {
-            let (parent, tree) = head(repo, project)?;
-            check_scope(&tree, project, Scope::Stage(stage))?;
+        self.change(project, |repo, parent, tree| {
+            check_scope(tree, project, Scope::Stage(stage))?;
             let marker = format!("{STAGES_DIR}/{stage}/{service}/{METADATA}");
             if tree.get_path(Path::new(&marker)).is_ok() {
                 return Err(Error::ServiceExists {
@@ -354,36 +552,33 @@ impl ConfigRepo {
                 });
             }
             let metadata = format!("serviceName: {service}\ncreationTimestamp: {}\n", timestamp());
-            let id = self.commit(
+            self.commit(
                 repo,
                 project,
-                Some((&parent, &tree)),
-                &[(marker, Some(metadata.into_bytes()))],
+                Some((parent, tree)),
+                &[(marker.clone(), Some(metadata.into_bytes()))],
                 &format!("Added service: {service} to stage: {stage}"),
-            )?;
-            Ok(id.to_string())
+            )
         })
     }
 
     /// Removes the service directory with all its files. Returns the commit id.
     pub fn delete_service(&self, project: &str, stage: &str, service: &str) -> Result<String> {
         Scope::Service(stage, service).validate()?;
-        self.with_writer(project, |repo| {
-            let (parent, tree) = head(repo, project)?;
+        self.change(project, |repo, parent, tree| {
             let scope = Scope::Service(stage, service);
-            check_scope(&tree, project, scope)?;
+            check_scope(tree, project, scope)?;
             let mut index = Index::new().map_err(Self::git(project))?;
-            index.read_tree(&tree).map_err(Self::git(project))?;
+            index.read_tree(tree).map_err(Self::git(project))?;
             let dir = scope.prefix();
             index.remove_dir(Path::new(dir.trim_end_matches('/')), 0).map_err(Self::git(project))?;
-            let id = self.commit_index(
+            self.commit_index(
                 repo,
                 project,
-                Some(&parent),
+                Some(parent),
                 &mut index,
                 &format!("Removed service: {service} from stage: {stage}"),
-            )?;
-            Ok(id.to_string())
+            )
         })
     }
 
@@ -394,12 +589,22 @@ impl ConfigRepo {
         let mut changes = Vec::with_capacity(resources.len());
         for (uri, content) in resources {
             changes.push((resource_path(scope, uri)?, Some(content.to_vec())));
+            let clean = validate_uri(uri)?;
+            if helm::is_helm_archive(clean) {
+                // keptn unpacks helm charts beside the archive (`helm/carts.tgz` → `helm/carts/…`);
+                // the old unpacked chart goes, so files removed from the chart disappear.
+                let files = helm::unpack(clean, content)
+                    .map_err(|reason| Error::InvalidHelmChart { uri: clean.to_string(), reason })?;
+                let dir = clean.strip_suffix(".tgz").unwrap_or(clean);
+                changes.push((format!("{}{dir}/", scope.prefix()), None));
+                for (path, bytes) in files {
+                    changes.push((resource_path(scope, &path)?, Some(bytes)));
+                }
+            }
         }
-        self.with_writer(project, |repo| {
-            let (parent, tree) = head(repo, project)?;
-            check_scope(&tree, project, scope)?;
-            let id = self.commit(repo, project, Some((&parent, &tree)), &changes, message)?;
-            Ok(id.to_string())
+        self.change(project, |repo, parent, tree| {
+            check_scope(tree, project, scope)?;
+            self.commit(repo, project, Some((parent, tree)), &changes, message)
         })
     }
 
@@ -413,9 +618,8 @@ impl ConfigRepo {
                 reason: "metadata.yaml marks the project, stage or service; delete that instead",
             });
         }
-        self.with_writer(project, |repo| {
-            let (parent, tree) = head(repo, project)?;
-            check_scope(&tree, project, scope)?;
+        self.change(project, |repo, parent, tree| {
+            check_scope(tree, project, scope)?;
             match tree.get_path(Path::new(&path)) {
                 Ok(e) if e.kind() == Some(ObjectType::Blob) => {}
                 _ => {
@@ -427,14 +631,29 @@ impl ConfigRepo {
                     });
                 }
             }
-            let id = self.commit(repo, project, Some((&parent, &tree)), &[(path.clone(), None)], message)?;
-            Ok(id.to_string())
+            self.commit(repo, project, Some((parent, tree)), &[(path.clone(), None)], message)
         })
     }
 
     /// Reads one resource at the head, or at commit `at` (full or abbreviated id). Returns the
     /// content and the version: the commit id it was read at (keptn's `metadata.version`).
     pub fn read(&self, project: &str, scope: Scope<'_>, uri: &str, at: Option<&str>) -> Result<(Vec<u8>, String)> {
+        self.fetching_missing_revision(project, || self.read_local(project, scope, uri, at))
+    }
+
+    /// Runs `f`; if it needs a revision we don't have and the project has an upstream, fetches
+    /// once (the commit may have been made there) and runs `f` again.
+    fn fetching_missing_revision<T>(&self, project: &str, f: impl Fn() -> Result<T>) -> Result<T> {
+        match f() {
+            Err(Error::RevisionNotFound { .. }) if self.upstream(project).ok().flatten().is_some() => {
+                self.refresh(project)?;
+                f()
+            }
+            other => other,
+        }
+    }
+
+    fn read_local(&self, project: &str, scope: Scope<'_>, uri: &str, at: Option<&str>) -> Result<(Vec<u8>, String)> {
         scope.validate()?;
         let path = resource_path(scope, uri)?;
         self.with_reader(project, |repo| {
@@ -461,6 +680,10 @@ impl ConfigRepo {
     /// URIs of the resources of one level at the head or at commit `at`, sorted. The project
     /// listing hides `.keptn-stages`; the stage listing hides its services' directories.
     pub fn list(&self, project: &str, scope: Scope<'_>, at: Option<&str>) -> Result<Vec<String>> {
+        self.fetching_missing_revision(project, || self.list_local(project, scope, at))
+    }
+
+    fn list_local(&self, project: &str, scope: Scope<'_>, at: Option<&str>) -> Result<Vec<String>> {
         scope.validate()?;
         self.with_reader(project, |repo| {
             let (_, tree) = resolve(repo, project, at)?;
@@ -516,6 +739,114 @@ impl ConfigRepo {
         })
     }
 
+    /// Connects the project to an upstream (or moves it to another one) and stores the
+    /// credentials encrypted. The upstream must be reachable with them. An empty upstream, or one
+    /// that is behind, gets the project's whole history; one that is ahead with the project's
+    /// history is taken over; one with unrelated content but no keptn project (a README) is
+    /// merged with the project; one holding another keptn project is refused.
+    pub fn set_upstream(&self, project: &str, creds: GitCredentials) -> Result<()> {
+        creds.validate()?;
+        self.with_writer(project, |repo, entry| {
+            let git = Self::git(project);
+            let remote = remote::remote_head(repo, project, &creds)?;
+            let (ours, our_tree) = head(repo, project)?;
+            let ours = ours.id();
+            let has_history =
+                || Error::UpstreamHasHistory { project: project.into(), url: remote::display_url(&creds.remote_url) };
+            let push = |commit: Oid| match remote::push(repo, project, &creds, &remote.branch, commit, remote.head)? {
+                remote::Pushed::Accepted => Ok(()),
+                remote::Pushed::Rejected(_) => Err(has_history()),
+            };
+            match remote.head {
+                None => push(ours)?,
+                Some(theirs) => {
+                    remote::fetch(repo, project, &creds, &remote.branch, theirs)?;
+                    if theirs == ours || repo.graph_descendant_of(ours, theirs).map_err(&git)? {
+                        push(ours)?;
+                    } else if repo.graph_descendant_of(theirs, ours).map_err(&git)? {
+                        move_master(repo, project, ours, theirs)?;
+                    } else {
+                        let their_commit = repo.find_commit(theirs).map_err(&git)?;
+                        let their_tree = their_commit.tree().map_err(&git)?;
+                        if their_tree.get_name(METADATA).is_some() {
+                            return Err(has_history());
+                        }
+                        let merged = self.overlay(repo, project, &their_commit, &our_tree, ours)?;
+                        push(merged)?;
+                        move_master(repo, project, ours, merged)?;
+                    }
+                }
+            }
+            let plain = serde_json::to_vec(&creds).expect("credentials serialize");
+            let sealed = self.secret_key()?.seal(&plain);
+            secret::write_private(&self.project_path(project).join(UPSTREAM_FILE), &sealed)
+                .map_err(|source| Error::Io { project: project.into(), source })?;
+            *lock(&entry.upstream) = UpstreamSlot::Some(Arc::new(Upstream::new(creds.clone(), remote.branch)));
+            Ok(())
+        })
+    }
+
+    /// A merge commit of the upstream's unrelated content and the project: the project's files
+    /// win where both have one.
+    fn overlay(
+        &self,
+        repo: &Repository,
+        project: &str,
+        theirs: &git2::Commit<'_>,
+        our_tree: &Tree<'_>,
+        ours: Oid,
+    ) -> Result<Oid> {
+        let git = Self::git(project);
+        let mut index = Index::new().map_err(&git)?;
+        index.read_tree(&theirs.tree().map_err(&git)?).map_err(&git)?;
+        let mut ours_index = Index::new().map_err(&git)?;
+        ours_index.read_tree(our_tree).map_err(&git)?;
+        for e in ours_index.iter() {
+            index.add(&e).map_err(&git)?;
+        }
+        let tree = repo.find_tree(index.write_tree_to(repo).map_err(&git)?).map_err(&git)?;
+        let sig = self.signature(project)?;
+        let our_commit = repo.find_commit(ours).map_err(&git)?;
+        let message = format!("Merged project {project} into the upstream's content");
+        repo.commit(None, &sig, &sig, &message, &tree, &[theirs, &our_commit]).map_err(&git)
+    }
+
+    /// The project's upstream credentials, if it has one.
+    pub fn upstream(&self, project: &str) -> Result<Option<GitCredentials>> {
+        let entry = self.entry(project, false)?;
+        Ok(self.upstream_of(project, &entry)?.map(|u| u.creds.clone()))
+    }
+
+    /// Fetches the upstream now and takes over its head. Returns the new head if it changed
+    /// (`None` also without an upstream).
+    pub fn refresh(&self, project: &str) -> Result<Option<String>> {
+        self.with_writer(project, |repo, entry| match self.upstream_of(project, entry)? {
+            Some(up) => Ok(self.pull(repo, project, &up)?.map(|o| o.to_string())),
+            None => Ok(None),
+        })
+    }
+
+    /// Whether reads at the head are older than the freshness window: the caller should then
+    /// [`ConfigRepo::refresh_if_stale`] in the background (reads themselves never wait for a
+    /// remote).
+    pub fn is_stale(&self, project: &str) -> bool {
+        let Ok(entry) = self.entry(project, false) else { return false };
+        matches!(self.upstream_of(project, &entry), Ok(Some(up)) if up.is_stale(self.freshness) && !up.refreshing.load(Ordering::Relaxed))
+    }
+
+    /// [`ConfigRepo::refresh`] if the project's upstream was last asked longer ago than the
+    /// freshness window and no other refresh is running.
+    pub fn refresh_if_stale(&self, project: &str) -> Result<Option<String>> {
+        let entry = self.entry(project, false)?;
+        let Some(up) = self.upstream_of(project, &entry)? else { return Ok(None) };
+        if !up.is_stale(self.freshness) || up.refreshing.swap(true, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let out = self.refresh(project);
+        up.refreshing.store(false, Ordering::Release);
+        out
+    }
+
     /// Applies `changes` (path → new content, `None` deletes) on top of `base` and commits.
     /// Returns the parent's id unchanged when the tree did not change.
     fn commit(
@@ -537,6 +868,11 @@ impl ConfigRepo {
                     let id = repo.blob(bytes).map_err(&git)?;
                     index.add(&blob_entry(path, id, bytes.len())).map_err(&git)?;
                 }
+                // A path ending in `/` removes that directory.
+                None if path.ends_with('/') => match index.remove_dir(Path::new(path.trim_end_matches('/')), 0) {
+                    Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+                    other => other.map_err(&git)?,
+                },
                 None => index.remove_path(Path::new(path)).map_err(&git)?,
             }
         }
@@ -561,10 +897,18 @@ impl ConfigRepo {
         let tree = repo.find_tree(tree_id).map_err(&git)?;
         let sig = self.signature(project)?;
         let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
-        // `commit` with an update ref checks that the ref still points at our parent and moves
-        // it atomically (lock file + rename) after all objects are written.
-        repo.commit(Some(BRANCH_REF), &sig, &sig, message, &tree, &parents).map_err(&git)
+        // No ref moves here: the caller moves the branch once the commit is accepted.
+        repo.commit(None, &sig, &sig, message, &tree, &parents).map_err(&git)
     }
+}
+
+/// Moves `master` from `old` to `new`, failing if someone else moved it meanwhile (compare and
+/// swap: lock file + rename, so a crash leaves either the old or the new head).
+fn move_master(repo: &Repository, project: &str, old: Oid, new: Oid) -> Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    repo.reference_matching(BRANCH_REF, new, true, old, "keptn").map(drop).map_err(ConfigRepo::git(project))
 }
 
 fn blob_entry(path: &str, id: Oid, len: usize) -> IndexEntry {

@@ -95,7 +95,7 @@ fn write_read_list_at_each_level() {
         .write(
             "p",
             Scope::Service("dev", "carts"),
-            &[("slo.yaml", b"svc slo"), ("helm/carts.tgz", &[0x1f, 0x8b, 0, 255])],
+            &[("slo.yaml", b"svc slo"), ("files/blob.bin", &[0x1f, 0x8b, 0, 255])],
             "Updated resource",
         )
         .unwrap();
@@ -103,7 +103,7 @@ fn write_read_list_at_each_level() {
     assert_eq!(read(&r, Scope::Project, "shipyard.yaml"), "kind: Shipyard");
     assert_eq!(read(&r, Scope::Stage("dev"), "sli.yaml"), "stage sli");
     assert_eq!(read(&r, Scope::Service("dev", "carts"), "slo.yaml"), "svc slo");
-    let (bin, version) = r.read("p", Scope::Service("dev", "carts"), "helm/carts.tgz", None).unwrap();
+    let (bin, version) = r.read("p", Scope::Service("dev", "carts"), "files/blob.bin", None).unwrap();
     assert_eq!(bin, vec![0x1f, 0x8b, 0, 255]);
     assert_eq!(version, last);
 
@@ -117,7 +117,7 @@ fn write_read_list_at_each_level() {
     assert_eq!(r.list("p", Scope::Stage("dev"), None).unwrap(), vec!["metadata.yaml", "sli.yaml"]);
     assert_eq!(
         r.list("p", Scope::Service("dev", "carts"), None).unwrap(),
-        vec!["helm/carts.tgz", "metadata.yaml", "slo.yaml"]
+        vec!["files/blob.bin", "metadata.yaml", "slo.yaml"]
     );
 
     // Overwrite, then an identical write makes no commit.
