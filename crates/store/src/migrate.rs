@@ -21,7 +21,11 @@ pub(crate) async fn run(store: &Store) -> Result<(), sqlx::Error> {
                 .await?
                 .rows_affected();
         if claimed == 0 {
-            continue; // already applied; the transaction rolls back on drop
+            // Already applied. Roll back now: a dropped transaction only rolls back when its
+            // connection is next used, and until then it holds a lock on `schema_migrations`
+            // (seen: a DROP SCHEMA waiting forever on an idle pooled connection).
+            tx.rollback().await?;
+            continue;
         }
         for statement in statements(script) {
             tx.execute(AssertSqlSafe(statement)).await?;
