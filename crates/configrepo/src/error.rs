@@ -36,7 +36,7 @@ pub enum Error {
     InvalidUri { uri: String, reason: &'static str },
     #[error("invalid {kind} name \"{name}\": {reason}")]
     InvalidName { kind: &'static str, name: String, reason: &'static str },
-    #[error("invalid helm chart \"{uri}\": {reason}")]
+    #[error("{reason}")]
     InvalidHelmChart { uri: String, reason: String },
     #[error("invalid gitCredentials: {reason}")]
     InvalidCredentials { reason: String },

@@ -178,11 +178,15 @@ fn classify(project: &str, creds: &GitCredentials, seen: &Attempts, e: git2::Err
         return Error::UpstreamTls { project, url, detail: why };
     }
     let lower = msg.to_lowercase();
-    if seen.rejected.get() || e.code() == git2::ErrorCode::Auth || lower.contains("authentication") {
+    // libssh2 reports a wrong passphrase or an unreadable key as a generic ssh error.
+    let auth = ["authentication", "authenticate", "passphrase", "unable to extract public key"];
+    if seen.rejected.get() || e.code() == git2::ErrorCode::Auth || auth.iter().any(|p| lower.contains(p)) {
         return Error::UpstreamAuth { project, url, detail: msg };
     }
     if e.code() == git2::ErrorCode::Certificate || e.class() == git2::ErrorClass::Ssl {
-        return Error::UpstreamTls { project, url, detail: msg };
+        let detail =
+            format!("{msg}; if the server uses a private CA, give it as https.certificate, or set insecureSkipTLS");
+        return Error::UpstreamTls { project, url, detail };
     }
     let not_found = [
         "404",

@@ -28,8 +28,8 @@ impl SshRemote {
         let dir = tempfile::tempdir().expect("tempdir");
         keygen(&dir.path().join("host_key"), &["-t", "ed25519"], "");
         // RSA in PEM (PKCS#1) format: libssh2's OpenSSL backend reads it from memory, with and without passphrase.
-        keygen(&dir.path().join("id_rsa"), &["-t", "rsa", "-b", "3072", "-m", "PEM"], "");
-        keygen(&dir.path().join("id_rsa_passphrase"), &["-t", "rsa", "-b", "3072", "-m", "PEM"], PASSPHRASE);
+        keygen(&dir.path().join("id_rsa"), &["-t", "rsa", "-b", "2048", "-m", "PEM"], "");
+        keygen(&dir.path().join("id_rsa_passphrase"), &["-t", "rsa", "-b", "2048", "-m", "PEM"], PASSPHRASE);
         let authorized: String = ["id_rsa.pub", "id_rsa_passphrase.pub"]
             .iter()
             .map(|name| fs::read_to_string(dir.path().join(name)).expect("read public key"))
