@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// Integrations that have not pinged for this long are removed.
     #[arg(long, env = "KEPTN_INTEGRATION_TTL", default_value = "48h", value_parser = parse_duration)]
     integration_ttl: Duration,
+    /// A project's upstream is fetched again when what we have is older than this (reads never
+    /// wait for it: the fetch runs in the background; writes fetch when their push is rejected).
+    #[arg(long, env = "KEPTN_UPSTREAM_FRESHNESS", default_value = "5s", value_parser = parse_duration)]
+    upstream_freshness: Duration,
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -66,6 +70,20 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// `KEPTN_SECRET_KEY`: 32 bytes, base64; keeps the key that encrypts upstream credentials out of
+/// the data dir (by default it is a file there).
+fn secret_key_from_env() -> anyhow::Result<Option<[u8; 32]>> {
+    use base64::Engine as _;
+    let Some(b64) = std::env::var("KEPTN_SECRET_KEY").ok().filter(|k| !k.is_empty()) else { return Ok(None) };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .context("KEPTN_SECRET_KEY must be base64 (e.g. `openssl rand -base64 32`)")?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("KEPTN_SECRET_KEY must decode to exactly 32 bytes (`openssl rand -base64 32`)"))?;
+    Ok(Some(key))
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let started = std::time::Instant::now();
@@ -88,6 +106,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api_token,
         max_body_bytes: args.max_body_size,
         integration_ttl: args.integration_ttl,
+        secret_key: secret_key_from_env()?,
+        upstream_freshness: args.upstream_freshness,
     };
     let server =
         keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;

@@ -1,6 +1,7 @@
 //! keptn's resource-service API (`/api/resource-service/v1/…/resource…`) over the git-backed
 //! configuration repository: base64 content, `metadata.version` = commit id, `gitCommitID`
-//! reads, URL-escaped URIs, and the repository following project and service changes. SQLite.
+//! reads, URL-escaped URIs, helm charts unpacked, and the repository following project and service changes.
+//! SQLite and PostgreSQL.
 
 mod support;
 
@@ -31,6 +32,19 @@ spec:
             - name: deployment
 "#;
 
+/// A gzip-compressed tar archive as `helm package` makes it.
+fn chart_tgz(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, content.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
 fn unb64(v: &Value) -> String {
     let s = v.as_str().unwrap_or_else(|| panic!("resourceContent must be a string: {v}"));
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")).expect("utf-8")
@@ -60,9 +74,8 @@ async fn setup(client: &Client) {
     client.create_service("sockshop", "carts").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn project_create_commits_the_shipyard() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+async fn project_create_commits_the_shipyard(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
     let client = server.client();
     setup(&client).await;
     let (s, b) = client.get(&format!("{RS}/project/sockshop/resource/shipyard.yaml")).await;
@@ -87,9 +100,8 @@ async fn project_create_commits_the_shipyard() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_read_list_delete_at_every_level() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+async fn write_read_list_delete_at_every_level(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
     let client = server.client();
     setup(&client).await;
     let levels = [
@@ -101,7 +113,7 @@ async fn write_read_list_delete_at_every_level() {
         // POST several in one commit (a leading '/' is accepted, as keptn clients send it).
         let body = json!({ "resources": [
             { "resourceURI": "/slo.yaml", "resourceContent": b64("slo: 1") },
-            { "resourceURI": "helm/carts.tgz", "resourceContent": b64("tgz") },
+            { "resourceURI": "files/carts.bin", "resourceContent": b64("bin") },
         ]});
         let (s, b) = client.post(&format!("{base}/resource"), body).await;
         assert_eq!(s, 201, "{base}: {b}");
@@ -123,7 +135,7 @@ async fn write_read_list_delete_at_every_level() {
         assert_eq!(read(&client, base, "sli.yaml").await.0, "sli");
 
         let uris = list(&client, base).await;
-        for uri in ["slo.yaml", "sli.yaml", "helm/carts.tgz", "metadata.yaml"] {
+        for uri in ["slo.yaml", "sli.yaml", "files/carts.bin", "metadata.yaml"] {
             assert!(uris.iter().any(|u| u == uri), "{base}: {uri} missing from {uris:?}");
         }
 
@@ -152,9 +164,8 @@ async fn write_read_list_delete_at_every_level() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn git_commit_id_reads_an_older_version() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+async fn git_commit_id_reads_an_older_version(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
     let client = server.client();
     setup(&client).await;
     let base = format!("{RS}/project/sockshop/stage/dev/service/carts");
@@ -172,23 +183,37 @@ async fn git_commit_id_reads_an_older_version() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn escaped_uris_bad_content_and_unknown_names() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+async fn escaped_uris_bad_content_and_unknown_names(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
     let client = server.client();
     setup(&client).await;
     let base = format!("{RS}/project/sockshop/stage/dev/service/carts");
 
-    // keptn's clients URL-escape the URI into one path segment.
-    let (s, b) =
-        client.put(&format!("{base}/resource/helm%2Fcarts.tgz"), json!({ "resourceContent": b64("chart") })).await;
+    // keptn's clients URL-escape the URI into one path segment; a helm chart is unpacked beside
+    // its archive.
+    let chart = chart_tgz(&[("carts/Chart.yaml", "name: carts"), ("carts/templates/svc.yaml", "kind: Service")]);
+    let body = json!({ "resourceContent": base64::engine::general_purpose::STANDARD.encode(&chart) });
+    let (s, b) = client.put(&format!("{base}/resource/helm%2Fcarts.tgz"), body).await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = client.get(&format!("{base}/resource/helm%2Fcarts.tgz")).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["resourceURI"], "helm/carts.tgz");
-    assert_eq!(unb64(&b["resourceContent"]), "chart");
-    assert_eq!(read(&client, &base, "helm/carts.tgz").await.0, "chart", "unescaped works too");
-    assert!(list(&client, &base).await.contains(&"helm/carts.tgz".to_string()));
+    let stored = base64::engine::general_purpose::STANDARD.decode(b["resourceContent"].as_str().unwrap()).unwrap();
+    assert_eq!(stored, chart);
+    assert_eq!(read(&client, &base, "helm%2Fcarts%2FChart.yaml").await.0, "name: carts");
+    assert_eq!(read(&client, &base, "helm/carts/templates/svc.yaml").await.0, "kind: Service", "unescaped works too");
+    let uris = list(&client, &base).await;
+    assert!(uris.contains(&"helm/carts.tgz".to_string()) && uris.contains(&"helm/carts/Chart.yaml".to_string()));
+    // A new version of the chart replaces the unpacked files.
+    let v2 = chart_tgz(&[("carts/Chart.yaml", "name: carts\nversion: 2")]);
+    let body = json!({ "resourceContent": base64::engine::general_purpose::STANDARD.encode(&v2) });
+    assert_eq!(client.put(&format!("{base}/resource/helm%2Fcarts.tgz"), body).await.0, 200);
+    let (s, b) = client.get(&format!("{base}/resource/helm%2Fcarts%2Ftemplates%2Fsvc.yaml")).await;
+    assert_eq!(s, 404, "files dropped from the chart are gone: {b}");
+    // Not a chart archive → 400 that says so, nothing written.
+    let (s, b) = client.put(&format!("{base}/resource/helm%2Fcarts.tgz"), json!({ "resourceContent": b64("x") })).await;
+    assert_eq!((s, &b["code"]), (400, &json!(400)), "{b}");
+    assert!(b["message"].as_str().unwrap().contains("helm package"), "{b}");
     let (s, b) = client.delete(&format!("{base}/resource/helm%2Fcarts.tgz")).await;
     assert_eq!(s, 200, "{b}");
 
@@ -229,9 +254,8 @@ async fn escaped_uris_bad_content_and_unknown_names() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_and_project_delete_remove_their_files() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+async fn service_and_project_delete_remove_their_files(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
     let client = server.client();
     setup(&client).await;
     let base = format!("{RS}/project/sockshop/stage/production/service/carts");
@@ -260,4 +284,50 @@ async fn service_and_project_delete_remove_their_files() {
     assert_eq!(read(&client, &format!("{RS}/project/sockshop"), "shipyard.yaml").await.0, SHIPYARD);
     read(&client, &format!("{RS}/project/sockshop/stage/production"), "metadata.yaml").await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_create_commits_the_shipyard_sqlite() {
+    project_create_commits_the_shipyard(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_create_commits_the_shipyard_postgres() {
+    project_create_commits_the_shipyard(Db::Postgres).await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_read_list_delete_at_every_level_sqlite() {
+    write_read_list_delete_at_every_level(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_read_list_delete_at_every_level_postgres() {
+    write_read_list_delete_at_every_level(Db::Postgres).await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_commit_id_reads_an_older_version_sqlite() {
+    git_commit_id_reads_an_older_version(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_commit_id_reads_an_older_version_postgres() {
+    git_commit_id_reads_an_older_version(Db::Postgres).await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_uris_bad_content_and_unknown_names_sqlite() {
+    escaped_uris_bad_content_and_unknown_names(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_uris_bad_content_and_unknown_names_postgres() {
+    escaped_uris_bad_content_and_unknown_names(Db::Postgres).await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_and_project_delete_remove_their_files_sqlite() {
+    service_and_project_delete_remove_their_files(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_and_project_delete_remove_their_files_postgres() {
+    service_and_project_delete_remove_their_files(Db::Postgres).await;
 }

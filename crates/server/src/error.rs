@@ -63,6 +63,11 @@ impl From<keptn_configrepo::Error> for ApiError {
             ApiError::conflict(e.to_string())
         } else if e.is_bad_request() {
             ApiError::bad_request(e.to_string())
+        } else if e.is_bad_credentials() {
+            ApiError::new(StatusCode::FAILED_DEPENDENCY, e.to_string())
+        } else if e.is_upstream_failure() {
+            tracing::warn!(error = %e, "upstream failure");
+            ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())
         } else {
             tracing::error!(error = %e, "configuration repository error");
             ApiError::unavailable(format!("the configuration repository failed; retry later ({e})"))

@@ -4,6 +4,7 @@ mod api;
 mod body;
 mod builtin;
 mod catalog;
+mod config_sync;
 mod dispatch;
 mod error;
 mod events_out;
@@ -38,6 +39,11 @@ pub struct ServerConfig {
     pub api_token: String,
     pub max_body_bytes: usize,
     pub integration_ttl: Duration,
+    /// Encrypts upstream credentials at rest; None = a key file in the data dir
+    /// (`config/.secret-key`, created on first use).
+    pub secret_key: Option<[u8; 32]>,
+    /// How long what was fetched from a project's upstream counts as current.
+    pub upstream_freshness: Duration,
 }
 
 impl ServerConfig {
@@ -82,21 +88,34 @@ pub async fn start_with_signal(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let store = Store::connect(&config.database_url()).await.context("cannot open the database")?;
-    let catalog = load_catalog(&store).await?;
+    let mut catalog = load_catalog(&store).await?;
     let config_root = config.data_dir.join("config");
-    let configrepo = Arc::new(
-        keptn_configrepo::ConfigRepo::open(&config_root)
-            .with_context(|| format!("cannot open the configuration repository {}", config_root.display()))?,
-    );
-    let backfill = (configrepo.clone(), catalog.projects.clone());
-    let revisions = tokio::task::spawn_blocking(move || {
-        backfill_config_repos(&backfill.0, &backfill.1)?;
+    let mut configrepo = keptn_configrepo::ConfigRepo::open(&config_root)
+        .with_context(|| format!("cannot open the configuration repository {}", config_root.display()))?
+        .with_freshness(config.upstream_freshness);
+    if let Some(key) = &config.secret_key {
+        configrepo = configrepo.with_secret_key(keptn_configrepo::SecretKey::from_bytes(*key));
+    }
+    let configrepo = Arc::new(configrepo);
+    let backfill = (configrepo.clone(), Catalog { projects: catalog.projects.clone() });
+    let (revisions, from_git) = tokio::task::spawn_blocking(move || {
+        let (repo, catalog) = backfill;
+        backfill_config_repos(&repo, &catalog.projects)?;
         // Each project's current revision pins the sequences triggered without a gitcommitid.
-        let heads = backfill.1.keys().filter_map(|p| backfill.0.head(p).ok().map(|h| (p.clone(), h)));
-        anyhow::Ok(heads.collect::<std::collections::HashMap<_, _>>())
+        let heads = catalog.projects.keys().filter_map(|p| repo.head(p).ok().map(|h| (p.clone(), h)));
+        let heads = heads.collect::<std::collections::HashMap<_, _>>();
+        anyhow::Ok((heads, config_sync::shipyards_from_git(&repo, &catalog)))
     })
     .await
     .context("configuration repository backfill panicked")??;
+    for (project, shipyard, yaml) in from_git {
+        tracing::info!(project = %project, "taking the shipyard from the project's repository");
+        store.update_project_shipyard(&project, &yaml, timers::now_ms()).await?;
+        if let Some(p) = catalog.projects.get_mut(&project) {
+            p.shipyard = shipyard;
+            p.shipyard_yaml = yaml;
+        }
+    }
     let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
     let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
     let directory = uniform::Directory::default();

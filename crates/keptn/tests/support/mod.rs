@@ -14,6 +14,13 @@ pub enum Db {
     Postgres,
 }
 
+/// Upstream freshness window of test servers: `KEPTN_TEST_UPSTREAM_FRESHNESS_MS`, default 200 ms
+/// so upstream changes show up quickly.
+fn upstream_freshness() -> Duration {
+    let ms = std::env::var("KEPTN_TEST_UPSTREAM_FRESHNESS_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    Duration::from_millis(ms)
+}
+
 pub struct TestServer {
     pub url: String,
     pub token: String,
@@ -68,6 +75,8 @@ impl TestServer {
             api_token: token.clone(),
             max_body_bytes: 64 * 1024,
             integration_ttl: Duration::from_secs(3600),
+            secret_key: None,
+            upstream_freshness: upstream_freshness(),
         };
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
@@ -440,6 +449,8 @@ impl TestServer {
             api_token: self.token.clone(),
             max_body_bytes: 64 * 1024,
             integration_ttl: Duration::from_secs(3600),
+            secret_key: None,
+            upstream_freshness: upstream_freshness(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

@@ -97,6 +97,11 @@ fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
 pub async fn post_event(State(state): State<Shared>, JsonBody(body): JsonBody<Value>) -> ApiResult<Json<Value>> {
     let event = prepare(&state, body)?;
     let context = event.shkeptncontext.clone();
+    if let EventType::Sequence { kind, .. } = EventType::parse(&event.ty)
+        && kind == "triggered"
+    {
+        crate::config_sync::refresh_before_sequence(&state, event.project()).await;
+    }
     state.writer.ingest(event).await?;
     Ok(Json(json!({ "keptnContext": context })))
 }
@@ -396,6 +401,7 @@ pub async fn trigger_evaluation(
     );
     event.source = API_SOURCE.into();
     event.gitcommitid = body.gitcommitid;
+    crate::config_sync::refresh_before_sequence(&state, &project).await;
     state.writer.ingest(event).await?;
     Ok(Json(json!({ "keptnContext": context })))
 }

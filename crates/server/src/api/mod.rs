@@ -195,7 +195,8 @@ pub async fn expire_integrations(state: Shared) {
 }
 
 /// Runs a configuration-repository call that changes `project`, then tells the engine the
-/// project's new revision (sequences triggered without a `gitcommitid` are pinned to it).
+/// project's new revision (sequences triggered without a `gitcommitid` are pinned to it) and
+/// applies a changed `shipyard.yaml`.
 pub async fn repo_write<T, F>(state: &AppState, project: &str, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
@@ -208,7 +209,7 @@ where
     })
     .await?;
     if let Some(head) = head {
-        state.writer.set_revision(project.to_string(), head).await?;
+        crate::config_sync::after_head_change(state, project, head).await?;
     }
     Ok(out)
 }

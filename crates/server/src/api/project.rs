@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
-use keptn_configrepo::Scope;
+use keptn_configrepo::{GitCredentials, Scope};
 use keptn_spec::{Shipyard, names};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +25,49 @@ pub struct ProjectBody {
     shipyard: Option<String>,
     #[serde(rename = "gitCredentials", default)]
     git_credentials: Option<Value>,
+}
+
+/// keptn's API `gitCredentials`: the https certificate and the ssh private key arrive
+/// base64-encoded (a PEM given as is is accepted too).
+fn parse_credentials(value: Option<&Value>) -> ApiResult<Option<GitCredentials>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let mut creds: GitCredentials = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("gitCredentials has an unexpected shape: {e}")))?;
+    if creds.remote_url.is_empty() && creds.https.is_none() && creds.ssh.is_none() {
+        return Ok(None);
+    }
+    let pem = |field: &str, v: &str| -> ApiResult<String> {
+        if v.is_empty() || v.contains("-----BEGIN") {
+            return Ok(v.to_string());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|_| ApiError::bad_request(format!("gitCredentials.{field} must be base64-encoded PEM")))?;
+        String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("gitCredentials.{field} is not PEM text")))
+    };
+    if let Some(h) = creds.https.as_mut() {
+        h.certificate = pem("https.certificate", &h.certificate)?;
+    }
+    if let Some(k) = creds.ssh.as_mut() {
+        k.private_key = pem("ssh.privateKey", &k.private_key)?;
+    }
+    if !creds.remote_url.starts_with("http://")
+        && !creds.remote_url.starts_with("https://")
+        && !creds.remote_url.starts_with("ssh://")
+    {
+        return Err(ApiError::bad_request(format!(
+            "gitCredentials.remoteURL {:?} must start with http://, https:// or ssh://",
+            creds.remote_url
+        )));
+    }
+    creds.validate()?;
+    Ok(Some(creds))
+}
+
+/// Connects the project's repository to its upstream (pushing the history there).
+async fn connect_upstream(state: &Shared, project: &str, creds: GitCredentials) -> ApiResult<()> {
+    let name = project.to_string();
+    repo_write(state, project, move |r| r.set_upstream(&name, creds)).await
 }
 
 fn decode_shipyard(b64: &str) -> ApiResult<(Shipyard, String)> {
@@ -61,7 +104,7 @@ async fn create_repo(state: &Shared, project: &str, shipyard: &Shipyard, yaml: &
 async fn delete_repo(state: &Shared, project: &str) -> ApiResult<()> {
     let project = project.to_string();
     repo(state, move |r| match r.delete_project(&project) {
-        Err(e) if e.is_not_found() => Ok(()),
+        Err(keptn_configrepo::Error::ProjectNotFound { .. }) => Ok(()),
         other => other,
     })
     .await
@@ -78,9 +121,8 @@ pub async fn create(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("shipyard is required: send the shipyard YAML base64-encoded"))?;
     let (shipyard, yaml) = decode_shipyard(b64)?;
-    if body.git_credentials.is_some() {
-        tracing::info!(project = %body.name, "gitCredentials accepted; upstream sync comes with the git-backed configuration repository");
-    }
+    let creds = parse_credentials(body.git_credentials.as_ref())?;
+    let remote_url = creds.as_ref().map(|c| c.remote_url.clone()).unwrap_or_default();
     let _guard = state.crud.lock().await;
     if state.catalog.read().expect("catalog").project(&body.name).is_some() {
         return Err(ApiError::conflict(format!("project {:?} already exists", body.name)));
@@ -88,6 +130,14 @@ pub async fn create(
     let ctx = crate::writer::new_id();
     state.writer.ingest(system_event("project.create.started", &ctx, json!({ "project": body.name }))).await?;
     create_repo(&state, &body.name, &shipyard, &yaml).await?;
+    if let Some(creds) = creds
+        && let Err(e) = connect_upstream(&state, &body.name, creds).await
+    {
+        let _ = delete_repo(&state, &body.name).await;
+        let failed = json!({ "project": body.name, "status": "errored", "result": "fail", "message": e.message });
+        state.writer.ingest(system_event("project.create.finished", &ctx, failed)).await?;
+        return Err(e);
+    }
     let now = now_ms();
     if let Err(e) = state.store.create_project(&body.name, &yaml, now).await {
         let _ = delete_repo(&state, &body.name).await;
@@ -105,7 +155,7 @@ pub async fn create(
     state.writer.set_shipyard(body.name.clone(), shipyard).await?;
     let finished = json!({
         "project": body.name, "status": "succeeded", "result": "pass",
-        "createdProject": { "projectName": body.name, "gitRemoteURL": "", "shipyard": b64 },
+        "createdProject": { "projectName": body.name, "gitRemoteURL": remote_url, "shipyard": b64 },
     });
     state.writer.ingest(system_event("project.create.finished", &ctx, finished)).await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
@@ -124,29 +174,34 @@ pub async fn update(
         .project(&body.name)
         .map(|p| p.shipyard.clone())
         .ok_or_else(|| ApiError::not_found(format!("project {:?} does not exist", body.name)))?;
-    let Some(b64) = body.shipyard.as_deref().filter(|s| !s.is_empty()) else {
-        return Ok((StatusCode::CREATED, Json(json!({}))));
+    let creds = parse_credentials(body.git_credentials.as_ref())?;
+    let shipyard = match body.shipyard.as_deref().filter(|s| !s.is_empty()) {
+        Some(b64) => {
+            let (shipyard, yaml) = decode_shipyard(b64)?;
+            let (mut before, mut after) = (old.stage_names(), shipyard.stage_names());
+            before.sort();
+            after.sort();
+            if before != after {
+                return Err(ApiError::bad_request(format!(
+                    "stages cannot be added, removed or renamed after a project is created (current stages: {before:?}, new: {after:?})"
+                )));
+            }
+            Some(yaml)
+        }
+        None => None,
     };
-    let (shipyard, yaml) = decode_shipyard(b64)?;
-    let (mut before, mut after) = (old.stage_names(), shipyard.stage_names());
-    before.sort();
-    after.sort();
-    if before != after {
-        return Err(ApiError::bad_request(format!(
-            "stages cannot be added, removed or renamed after a project is created (current stages: {before:?}, new: {after:?})"
-        )));
+    // The new upstream first: if it is refused, nothing else changed.
+    if let Some(creds) = creds {
+        connect_upstream(&state, &body.name, creds).await?;
     }
-    let (project, content) = (body.name.clone(), yaml.clone());
-    repo_write(&state, &body.name, move |r| {
-        r.write(&project, Scope::Project, &[("shipyard.yaml", content.as_bytes())], "Updated shipyard").map(drop)
-    })
-    .await?;
-    state.store.update_project_shipyard(&body.name, &yaml, now_ms()).await?;
-    if let Some(p) = state.catalog.write().expect("catalog").projects.get_mut(&body.name) {
-        p.shipyard = shipyard.clone();
-        p.shipyard_yaml = yaml;
+    if let Some(yaml) = shipyard {
+        // Committing shipyard.yaml makes it the project's shipyard (store, catalog, engine).
+        let project = body.name.clone();
+        repo_write(&state, &body.name, move |r| {
+            r.write(&project, Scope::Project, &[("shipyard.yaml", yaml.as_bytes())], "Updated shipyard").map(drop)
+        })
+        .await?;
     }
-    state.writer.set_shipyard(body.name.clone(), shipyard).await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
 
@@ -249,7 +304,7 @@ async fn create_service_repo(state: &Shared, project: &str, service: &str, stage
         let project = name;
         for stage in &stages {
             match r.create_service(&project, stage, &service) {
-                Err(e) if e.is_conflict() => {}
+                Err(keptn_configrepo::Error::ServiceExists { .. }) => {}
                 other => drop(other?),
             }
         }
@@ -265,7 +320,9 @@ async fn delete_service_repo(state: &Shared, project: &str, service: &str, stage
         let project = name;
         for stage in &stages {
             match r.delete_service(&project, stage, &service) {
-                Err(e) if e.is_not_found() => {}
+                Err(
+                    keptn_configrepo::Error::ServiceNotFound { .. } | keptn_configrepo::Error::StageNotFound { .. },
+                ) => {}
                 other => drop(other?),
             }
         }
@@ -312,14 +369,19 @@ async fn expanded_project(state: &Shared, name: &str, entry: &ProjectEntry) -> A
             json!({ "stageName": st.name, "parentStages": entry.shipyard.parent_stages(&st.name), "services": services })
         })
         .collect();
-    Ok(json!({
+    let mut project = json!({
         "projectName": name,
         "creationDate": nanos(entry.created_ms),
         "shipyard": entry.shipyard_yaml,
         "shipyardVersion": entry.shipyard.api_version,
         "isUpstreamAutoProvisioned": false,
         "stages": stages,
-    }))
+    });
+    let name = name.to_string();
+    if let Ok(Some(creds)) = repo(state, move |r| r.upstream(&name)).await {
+        project["gitCredentials"] = creds.redacted();
+    }
+    Ok(project)
 }
 
 fn entry(state: &Shared, project: &str) -> ApiResult<ProjectEntry> {

@@ -5,12 +5,13 @@
 use super::paging::Page;
 use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
+use crate::config_sync::{SHIPYARD, check_shipyard, refresh_in_background};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
-use keptn_configrepo::Scope;
+use keptn_configrepo::{ConfigRepo, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -72,8 +73,30 @@ fn encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn commit_response(commit: String) -> Value {
-    json!({ "commitID": commit, "metadata": { "version": commit } })
+/// keptn's resource metadata: the commit and, with an upstream, its URL.
+fn metadata(upstream: &Option<String>, version: &str) -> Value {
+    match upstream {
+        Some(url) => json!({ "upstreamURL": url, "version": version }),
+        None => json!({ "version": version }),
+    }
+}
+
+fn upstream_url(r: &ConfigRepo, project: &str) -> Option<String> {
+    r.upstream(project).ok().flatten().map(|c| c.display_url())
+}
+
+fn commit_response((commit, upstream): (String, Option<String>)) -> Value {
+    json!({ "commitID": commit, "metadata": metadata(&upstream, &commit) })
+}
+
+/// A project-level `shipyard.yaml` becomes the project's shipyard: refuse one that can't be.
+fn check_shipyard_write(state: &Shared, project: &str, level: &Level, uri: &str, content: &[u8]) -> ApiResult<()> {
+    if level.stage.is_some() || uri != SHIPYARD {
+        return Ok(());
+    }
+    let yaml = std::str::from_utf8(content).map_err(|_| ApiError::bad_request("shipyard.yaml is not UTF-8 text"))?;
+    let catalog = state.catalog.read().expect("catalog");
+    check_shipyard(&catalog, project, yaml).map(drop).map_err(ApiError::bad_request)
 }
 
 #[derive(Deserialize)]
@@ -100,17 +123,18 @@ pub async fn list(
     let page = Page::parse(q.page_size.as_deref(), q.next_page_key.as_deref(), 100)?;
     let level = Level::of(&path);
     let project = path.project.clone();
-    let (head, uris) = repo(&state, move |r| {
+    let (head, uris, upstream) = repo(&state, move |r| {
         let head = r.head(&project)?;
         let uris = r.list(&project, level.scope(), Some(&head))?;
-        Ok((head, uris))
+        Ok((head, uris, upstream_url(r, &project)))
     })
     .await?;
+    refresh_in_background(&state, &path.project);
     let total = uris.len() as i64;
     let resources: Vec<Value> = page
         .slice(&uris)
         .into_iter()
-        .map(|uri| json!({ "resourceURI": uri, "metadata": { "version": head } }))
+        .map(|uri| json!({ "resourceURI": uri, "metadata": metadata(&upstream, &head) }))
         .collect();
     Ok(Json(json!({
         "resources": resources, "nextPageKey": page.next_key(total), "pageSize": resources.len(), "totalCount": total,
@@ -142,17 +166,18 @@ async fn write_many(
             "resources is empty; send {\"resources\":[{\"resourceURI\":…,\"resourceContent\":<base64>}]}",
         ));
     }
+    let level = Level::of(&path);
     let mut files = Vec::with_capacity(body.resources.len());
     for item in &body.resources {
         let uri = strip_slash(&item.resource_uri);
         let content = decode(&uri, &item.resource_content)?;
+        check_shipyard_write(state, &path.project, &level, &uri, &content)?;
         files.push((uri, content));
     }
-    let level = Level::of(&path);
     let project = path.project;
     let commit = repo_write(state, &project.clone(), move |r| {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
-        r.write(&project, level.scope(), &refs, message)
+        Ok((r.write(&project, level.scope(), &refs, message)?, upstream_url(r, &project)))
     })
     .await?;
     Ok(commit_response(commit))
@@ -185,8 +210,18 @@ pub async fn get_one(
     let uri = path_uri(&path)?;
     let level = Level::of(&path);
     let (project, at, u) = (path.project.clone(), q.at(), uri.clone());
-    let (content, version) = repo(&state, move |r| r.read(&project, level.scope(), &u, at.as_deref())).await?;
-    Ok(Json(json!({ "resourceURI": uri, "resourceContent": encode(&content), "metadata": { "version": version } })))
+    let pinned = at.is_some();
+    let (content, version, upstream) = repo(&state, move |r| {
+        let (content, version) = r.read(&project, level.scope(), &u, at.as_deref())?;
+        Ok((content, version, upstream_url(r, &project)))
+    })
+    .await?;
+    if !pinned {
+        refresh_in_background(&state, &path.project);
+    }
+    Ok(Json(
+        json!({ "resourceURI": uri, "resourceContent": encode(&content), "metadata": metadata(&upstream, &version) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -204,9 +239,11 @@ pub async fn put_one(
     let uri = path_uri(&path)?;
     let content = decode(&uri, &body.resource_content)?;
     let level = Level::of(&path);
+    check_shipyard_write(&state, &path.project, &level, &uri, &content)?;
     let project = path.project;
     let commit = repo_write(&state, &project.clone(), move |r| {
-        r.write(&project, level.scope(), &[(uri.as_str(), content.as_slice())], "Updated resource")
+        let commit = r.write(&project, level.scope(), &[(uri.as_str(), content.as_slice())], "Updated resource")?;
+        Ok((commit, upstream_url(r, &project)))
     })
     .await?;
     Ok(Json(commit_response(commit)))
@@ -217,8 +254,12 @@ pub async fn delete_one(State(state): State<Shared>, Path(path): Path<ResourcePa
     let uri = path_uri(&path)?;
     let level = Level::of(&path);
     let project = path.project;
-    let commit =
-        repo_write(&state, &project.clone(), move |r| r.delete(&project, level.scope(), &uri, "Deleted resource"))
-            .await?;
+    if level.stage.is_none() && uri == SHIPYARD {
+        return Err(ApiError::bad_request("shipyard.yaml defines the project; update it instead of deleting it"));
+    }
+    let commit = repo_write(&state, &project.clone(), move |r| {
+        Ok((r.delete(&project, level.scope(), &uri, "Deleted resource")?, upstream_url(r, &project)))
+    })
+    .await?;
     Ok(Json(commit_response(commit)))
 }
