@@ -1,6 +1,7 @@
-//! `keptn`: the control plane (`keptn server`) and, over time, keptn's CLI in one binary.
+//! `keptn`: the control plane (`keptn server`) and keptn's CLI in one binary.
 
 mod bench;
+mod cli;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Measure a fresh server (embedded defaults) and print the figures.
     Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Cli(cli::CliCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +30,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Cli(cmd) => {
+            if let Err(e) = runtime.block_on(cli::run(cmd)) {
+                // One line that says what is wrong and what to do; scripts get exit status 1.
+                eprintln!("Error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
