@@ -2,6 +2,7 @@
 //! transports are in `upstream_transports.rs`.
 
 use keptn_configrepo::{ConfigRepo, Error, GitCredentials, Scope, SecretKey};
+use keptn_testgit::bare::{commit_file as commit_upstream, file as upstream_file, head as upstream_head};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,48 +16,6 @@ fn bare(dir: &Path, name: &str) -> PathBuf {
 
 fn file_creds(path: &Path) -> GitCredentials {
     GitCredentials { remote_url: format!("file://{}", path.display()), ..Default::default() }
-}
-
-fn upstream_head(path: &Path) -> Option<String> {
-    let r = git2::Repository::open_bare(path).unwrap();
-    r.refname_to_id("refs/heads/master").ok().map(|o| o.to_string())
-}
-
-/// Commits `path` = `content` straight into the upstream, as someone pushing to GitHub would
-/// (retrying when the branch moved or is locked meanwhile, as a git server does for a push).
-fn commit_upstream(repo: &Path, path: &str, content: &str) -> String {
-    loop {
-        match try_commit_upstream(repo, path, content) {
-            Ok(id) => return id,
-            Err(e) if matches!(e.code(), git2::ErrorCode::Modified | git2::ErrorCode::Locked) => continue,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-fn try_commit_upstream(repo: &Path, path: &str, content: &str) -> Result<String, git2::Error> {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let parent = r.find_reference("refs/heads/master").unwrap().peel_to_commit().unwrap();
-    let mut index = git2::Index::new().unwrap();
-    index.read_tree(&parent.tree().unwrap()).unwrap();
-    let blob = r.blob(content.as_bytes()).unwrap();
-    let mut entry = index.iter().next().unwrap();
-    entry.id = blob;
-    entry.path = path.as_bytes().to_vec();
-    entry.file_size = content.len() as u32;
-    index.add(&entry).unwrap();
-    let tree = r.find_tree(index.write_tree_to(&r).unwrap()).unwrap();
-    let sig = git2::Signature::now("someone", "someone@example.com").unwrap();
-    let id = r.commit(None, &sig, &sig, "direct upstream change", &tree, &[&parent]).unwrap();
-    r.reference_matching("refs/heads/master", id, true, parent.id(), "test")?;
-    Ok(id.to_string())
-}
-
-fn upstream_file(repo: &Path, path: &str) -> Option<String> {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let tree = r.find_reference("refs/heads/master").ok()?.peel_to_tree().unwrap();
-    let e = tree.get_path(Path::new(path)).ok()?;
-    Some(String::from_utf8(r.find_blob(e.id()).unwrap().content().to_vec()).unwrap())
 }
 
 struct Setup {

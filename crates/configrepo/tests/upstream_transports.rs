@@ -3,6 +3,7 @@
 //! `upstream.rs`.
 
 use keptn_configrepo::{ConfigRepo, Error, GitCredentials, HttpsCredentials, Scope, SshCredentials};
+use keptn_testgit::bare::{commit_file as commit_upstream, file as upstream_file, head as upstream_head};
 use keptn_testgit::{HttpRemote, SshRemote, init_bare};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,18 +59,6 @@ fn local_project(dir: &Path, freshness: Duration) -> ConfigRepo {
     repo
 }
 
-fn upstream_head(path: &Path) -> Option<String> {
-    let r = git2::Repository::open_bare(path).unwrap();
-    r.refname_to_id("refs/heads/master").ok().map(|o| o.to_string())
-}
-
-fn upstream_file(repo: &Path, path: &str) -> Option<String> {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let tree = r.find_reference("refs/heads/master").ok()?.peel_to_tree().unwrap();
-    let e = tree.get_path(Path::new(path)).ok()?;
-    Some(String::from_utf8(r.find_blob(e.id()).unwrap().content().to_vec()).unwrap())
-}
-
 fn commit_count(repo: &Path) -> usize {
     let r = git2::Repository::open_bare(repo).unwrap();
     let mut walk = r.revwalk().unwrap();
@@ -80,26 +69,6 @@ fn commit_count(repo: &Path) -> usize {
 fn parent_of(repo: &Path, commit: &str) -> String {
     let r = git2::Repository::open_bare(repo).unwrap();
     r.find_commit(git2::Oid::from_str(commit).unwrap()).unwrap().parent_id(0).unwrap().to_string()
-}
-
-/// Commits `path` = `content` straight into the served bare repository, as another client's push
-/// would land there. Returns the new head.
-fn commit_upstream(repo: &Path, path: &str, content: &str) -> String {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let parent = r.find_reference("refs/heads/master").unwrap().peel_to_commit().unwrap();
-    let mut index = git2::Index::new().unwrap();
-    index.read_tree(&parent.tree().unwrap()).unwrap();
-    let blob = r.blob(content.as_bytes()).unwrap();
-    let mut entry = index.iter().next().unwrap();
-    entry.id = blob;
-    entry.path = path.as_bytes().to_vec();
-    entry.file_size = content.len() as u32;
-    index.add(&entry).unwrap();
-    let tree = r.find_tree(index.write_tree_to(&r).unwrap()).unwrap();
-    let sig = git2::Signature::now("someone", "someone@example.com").unwrap();
-    let id = r.commit(None, &sig, &sig, "direct upstream change", &tree, &[&parent]).unwrap();
-    r.reference_matching("refs/heads/master", id, true, parent.id(), "test").unwrap();
-    id.to_string()
 }
 
 fn read(repo: &ConfigRepo, scope: Scope<'_>, uri: &str) -> String {

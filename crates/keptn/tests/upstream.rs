@@ -5,9 +5,9 @@
 mod support;
 
 use base64::Engine as _;
+use keptn_testgit::bare::{commit_file as commit_upstream, file as upstream_file, head as upstream_head};
 use keptn_testgit::{HttpRemote, SshRemote, init_bare};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -32,35 +32,6 @@ fn https_creds(url: &str, token: &str) -> Value {
 
 fn create_body(name: &str, creds: Value) -> Value {
     json!({ "name": name, "shipyard": b64(SHIPYARD), "gitCredentials": creds })
-}
-
-fn upstream_head(repo: &Path) -> Option<String> {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    r.refname_to_id("refs/heads/master").ok().map(|o| o.to_string())
-}
-
-fn upstream_file(repo: &Path, path: &str) -> Option<String> {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let tree = r.find_reference("refs/heads/master").ok()?.peel_to_tree().unwrap();
-    let e = tree.get_path(Path::new(path)).ok()?;
-    Some(String::from_utf8(r.find_blob(e.id()).unwrap().content().to_vec()).unwrap())
-}
-
-/// Commits `path` = `content` straight into the upstream, as a user pushing to it would.
-fn commit_upstream(repo: &Path, path: &str, content: &str) -> String {
-    let r = git2::Repository::open_bare(repo).unwrap();
-    let parent = r.find_reference("refs/heads/master").unwrap().peel_to_commit().unwrap();
-    let mut index = git2::Index::new().unwrap();
-    index.read_tree(&parent.tree().unwrap()).unwrap();
-    let mut entry = index.iter().next().unwrap();
-    entry.id = r.blob(content.as_bytes()).unwrap();
-    entry.path = path.as_bytes().to_vec();
-    entry.file_size = content.len() as u32;
-    index.add(&entry).unwrap();
-    let tree = r.find_tree(index.write_tree_to(&r).unwrap()).unwrap();
-    let sig = git2::Signature::now("dev", "dev@example.com").unwrap();
-    let id = r.commit(Some("refs/heads/master"), &sig, &sig, "edit upstream", &tree, &[&parent]).unwrap();
-    id.to_string()
 }
 
 async fn project_with_an_https_upstream(db: Db) {

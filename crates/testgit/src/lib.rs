@@ -3,6 +3,7 @@
 //! Every server runs on its own thread (or as its own child process), so it works the same from plain
 //! `#[test]`s and from `#[tokio::test]`s; dropping it stops the server and its child processes.
 
+pub mod bare;
 mod http;
 mod ssh;
 mod tls;
