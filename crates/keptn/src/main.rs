@@ -4,7 +4,7 @@ mod bench;
 mod cli;
 mod server_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "keptn", version, about = "keptn-rs: event-driven continuous delivery and operations")]
@@ -30,13 +30,17 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
-        Command::Cli(cmd) => {
-            if let Err(e) = runtime.block_on(cli::run(cmd)) {
+        Command::Cli(cli::CliCommand::Completion { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "keptn", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Cli(cmd) => match runtime.block_on(cli::run(cmd)) {
+            Ok(exit) => std::process::exit(exit as i32),
+            Err(e) => {
                 // One line that says what is wrong and what to do; scripts get exit status 1.
                 eprintln!("Error: {e:#}");
                 std::process::exit(1);
             }
-            Ok(())
-        }
+        },
     }
 }

@@ -140,6 +140,8 @@ pub async fn start_with_signal(
         token: config.api_token.clone(),
         metrics: metrics::handle(),
         integration_ttl_ms: config.integration_ttl.as_millis() as i64,
+        bus: dispatcher.bus.clone(),
+        controls: broadcast::channel(256).0,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;

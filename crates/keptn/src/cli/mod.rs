@@ -1,13 +1,31 @@
 //! keptn's CLI: an HTTP client of the API (it never touches a server's data dir). Every command
-//! prints one line that says what went wrong and how to fix it, and exits non-zero on failure.
+//! prints one line that says what went wrong and how to fix it, and exits non-zero on failure:
+//! 1 the command failed, 2 bad usage, 3 the sequence it followed failed, 4 `--watch-time` passed.
 
 mod client;
 mod config;
+mod event_data;
+mod events;
 mod output;
+mod progress;
 mod project;
+mod resource;
+mod sequence;
+mod trigger;
+mod watch;
 
 use clap::{Args, Subcommand};
 pub use client::Client;
+
+/// How a command that ran ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// The sequence followed with `--watch` failed, errored, was aborted or timed out.
+    SequenceFailed = 3,
+    /// `--watch-time` passed while the sequence was still running.
+    StillRunning = 4,
+}
 
 /// Commands that talk to a keptn server.
 #[derive(Subcommand, Debug)]
@@ -21,9 +39,41 @@ pub enum CliCommand {
     /// Create a project or a service.
     #[command(subcommand)]
     Create(Box<project::CreateCommand>),
-    /// Show projects, stages or services.
+    /// Move a project to a (new) git upstream.
     #[command(subcommand)]
-    Get(project::GetCommand),
+    Update(UpdateCommand),
+    /// Delete a project or a service.
+    #[command(subcommand)]
+    Delete(project::DeleteCommand),
+    /// Add a file to a project's configuration (project, stage or service level).
+    #[command(name = "add-resource")]
+    AddResource(resource::AddResource),
+    /// Start a delivery, any sequence, or an evaluation.
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
+    /// Send an event: a CloudEvent from a file, or the answer to an approval.
+    #[command(subcommand)]
+    Send(SendCommand),
+    /// Show projects, stages, services, events or sequences.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Pause a running sequence.
+    #[command(subcommand)]
+    Pause(ControlTarget),
+    /// Resume a paused sequence.
+    #[command(subcommand)]
+    Resume(ControlTarget),
+    /// Abort a sequence.
+    #[command(subcommand)]
+    Abort(ControlTarget),
+    /// Select the monitoring (SLI) provider of a project.
+    #[command(subcommand)]
+    Configure(ConfigureCommand),
+    /// Print a shell completion script: `source <(keptn completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -36,7 +86,73 @@ pub struct AuthArgs {
     api_token: String,
 }
 
-pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
+#[derive(Subcommand, Debug)]
+pub enum UpdateCommand {
+    /// Move a project to a git upstream (the whole history is pushed there).
+    Project(project::UpdateProject),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TriggerCommand {
+    /// Deliver an image: starts the delivery sequence (or --sequence) in the first stage (or --stage).
+    Delivery(trigger::TriggerDelivery),
+    /// Start any sequence of the shipyard.
+    Sequence(trigger::TriggerSequence),
+    /// Evaluate a service's SLOs over a timeframe.
+    Evaluation(trigger::TriggerEvaluation),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SendCommand {
+    /// `-f event.json`, or `approval.finished` to approve or decline an open approval.
+    Event(SendEvent),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SendEvent {
+    #[command(subcommand)]
+    kind: Option<SendEventKind>,
+    #[command(flatten)]
+    file: Option<trigger::SendEventFile>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SendEventKind {
+    /// Approve or decline an open approval (asks which and how; --id and --approve/--decline for scripts).
+    #[command(name = "approval.finished")]
+    ApprovalFinished(events::ApprovalFinished),
+    /// Deprecated in keptn: same as `keptn trigger evaluation`.
+    #[command(name = "start-evaluation", hide = true)]
+    StartEvaluation(trigger::TriggerEvaluation),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetCommand {
+    #[command(flatten)]
+    Catalog(project::GetCommand),
+    /// Events of a project (newest first); `approval.triggered` lists open approvals.
+    #[command(alias = "events")]
+    Event(events::GetEvent),
+    /// Sequences of a project, or the stages and tasks of one keptn context.
+    #[command(alias = "sequences")]
+    Sequence(sequence::GetSequence),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControlTarget {
+    /// A sequence, by keptn context (all its stages, or --stage).
+    Sequence(sequence::ControlSequence),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigureCommand {
+    /// Tell the SLI provider integration (e.g. prometheus) to configure a service.
+    Monitoring(trigger::ConfigureMonitoring),
+}
+
+pub async fn run(cmd: CliCommand) -> anyhow::Result<Exit> {
+    let ok = |r: anyhow::Result<()>| r.map(|_| Exit::Ok);
     match cmd {
         CliCommand::Auth(a) => {
             let client = Client::new(config::Credentials::new(&a.endpoint, &a.api_token));
@@ -44,13 +160,13 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
             let path = config::save(client.credentials())?;
             println!("Successfully authenticated against {}", client.credentials().endpoint);
             println!("Credentials stored in {}", path.display());
-            Ok(())
+            Ok(Exit::Ok)
         }
         CliCommand::Status => {
             let client = Client::from_config()?;
             client.post("/api/v1/auth", &serde_json::json!({})).await?;
             println!("Successfully authenticated against {}", client.credentials().endpoint);
-            Ok(())
+            Ok(Exit::Ok)
         }
         CliCommand::Version => {
             println!("CLI version: {}", env!("CARGO_PKG_VERSION"));
@@ -61,9 +177,30 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<()> {
                 }
                 Err(_) => println!("Server version: unknown (not authenticated; run `keptn auth`)"),
             }
-            Ok(())
+            Ok(Exit::Ok)
         }
-        CliCommand::Create(c) => project::create(*c).await,
-        CliCommand::Get(g) => project::get(g).await,
+        CliCommand::Create(c) => ok(project::create(*c).await),
+        CliCommand::Update(UpdateCommand::Project(p)) => ok(project::update(p).await),
+        CliCommand::Delete(d) => ok(project::delete(d).await),
+        CliCommand::AddResource(a) => resource::add(a).await,
+        CliCommand::Trigger(TriggerCommand::Delivery(t)) => trigger::delivery(t).await,
+        CliCommand::Trigger(TriggerCommand::Sequence(t)) => trigger::sequence(t).await,
+        CliCommand::Trigger(TriggerCommand::Evaluation(t)) => trigger::evaluation(t).await,
+        CliCommand::Send(SendCommand::Event(e)) => match (e.kind, e.file) {
+            (Some(SendEventKind::ApprovalFinished(a)), _) => events::approval_finished(a).await,
+            (Some(SendEventKind::StartEvaluation(t)), _) => trigger::evaluation(t).await,
+            (None, Some(f)) => trigger::send_file(f).await,
+            (None, None) => anyhow::bail!(
+                "nothing to send: give a CloudEvent file with `keptn send event -f event.json`, or answer an approval with `keptn send event approval.finished --project <p> --stage <s>`"
+            ),
+        },
+        CliCommand::Get(GetCommand::Catalog(g)) => ok(project::get(g).await),
+        CliCommand::Get(GetCommand::Event(g)) => events::get(g).await,
+        CliCommand::Get(GetCommand::Sequence(g)) => sequence::get(g).await,
+        CliCommand::Pause(ControlTarget::Sequence(c)) => sequence::control(c, "pause").await,
+        CliCommand::Resume(ControlTarget::Sequence(c)) => sequence::control(c, "resume").await,
+        CliCommand::Abort(ControlTarget::Sequence(c)) => sequence::control(c, "abort").await,
+        CliCommand::Configure(ConfigureCommand::Monitoring(c)) => trigger::configure_monitoring(c).await,
+        CliCommand::Completion { .. } => unreachable!("completion is printed by main, which owns the command tree"),
     }
 }

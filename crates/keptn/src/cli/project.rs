@@ -83,6 +83,26 @@ impl GitFlags {
 }
 
 #[derive(Args, Debug)]
+pub struct UpdateProject {
+    name: String,
+    #[command(flatten)]
+    git: GitFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteProject {
+    name: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeleteCommand {
+    /// Delete a project: its stages, services, sequences and configuration repository.
+    Project(DeleteProject),
+    /// Delete a service from every stage of a project.
+    Service(CreateService),
+}
+
+#[derive(Args, Debug)]
 pub struct CreateService {
     name: String,
     #[arg(short = 'p', long)]
@@ -156,6 +176,30 @@ pub async fn create(cmd: CreateCommand) -> anyhow::Result<()> {
         CreateCommand::Service(s) => {
             client.post(&format!("{CP}/project/{}/service", s.project), &json!({ "serviceName": s.name })).await?;
             println!("Service {} created in project {}", s.name, s.project);
+        }
+    }
+    Ok(())
+}
+
+/// Moves a project to a (new) git upstream; keptn requires the remote URL here.
+pub async fn update(p: UpdateProject) -> anyhow::Result<()> {
+    let client = Client::from_config()?;
+    let creds = p.git.credentials()?.context("--git-remote-url is required: the upstream to move the project to")?;
+    client.put(&format!("{CP}/project"), &json!({ "name": p.name, "gitCredentials": creds })).await?;
+    println!("Project {} updated", p.name);
+    Ok(())
+}
+
+pub async fn delete(cmd: DeleteCommand) -> anyhow::Result<()> {
+    let client = Client::from_config()?;
+    match cmd {
+        DeleteCommand::Project(p) => {
+            client.delete(&format!("{CP}/project/{}", p.name)).await?;
+            println!("Project {} deleted", p.name);
+        }
+        DeleteCommand::Service(s) => {
+            client.delete(&format!("{CP}/project/{}/service/{}", s.project, s.name)).await?;
+            println!("Service {} deleted from project {}", s.name, s.project);
         }
     }
     Ok(())

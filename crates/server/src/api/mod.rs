@@ -7,6 +7,7 @@ mod project;
 mod resource;
 mod sequence;
 mod uniform;
+mod watch;
 
 use crate::catalog::Catalog;
 use crate::error::ApiError;
@@ -36,6 +37,10 @@ pub struct AppState {
     pub token: String,
     pub metrics: PrometheusHandle,
     pub integration_ttl_ms: i64,
+    /// Every committed event, as the dispatcher delivers it (watchers listen here).
+    pub bus: tokio::sync::broadcast::Sender<Arc<keptn_spec::KeptnEvent>>,
+    /// keptnContexts whose state changed without an event (pause / resume).
+    pub controls: tokio::sync::broadcast::Sender<String>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -64,6 +69,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route(&format!("{cp}/event"), post(events::post_event))
         .route(&format!("{cp}/sequence/{{project}}"), get(sequence::states))
         .route(&format!("{cp}/sequence/{{project}}/{{context}}/control"), post(sequence::control))
+        .route(&format!("{cp}/sequence/{{project}}/{{context}}/watch"), get(watch::sequence))
         .route(&format!("{cp}/sequence-execution"), get(sequence::executions))
         .route(&format!("{cp}/uniform/registration"), get(uniform::list).post(uniform::register))
         .route(&format!("{cp}/uniform/registration/{{id}}"), get(uniform::get_one).delete(uniform::unregister))

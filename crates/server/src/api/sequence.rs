@@ -12,7 +12,7 @@ use keptn_store::{ContextQuery, ExecutionQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-fn require_project(state: &Shared, project: &str) -> ApiResult<()> {
+pub(super) fn require_project(state: &Shared, project: &str) -> ApiResult<()> {
     match state.catalog.read().expect("catalog").project(project) {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(format!("project {project:?} does not exist"))),
@@ -161,6 +161,7 @@ pub async fn control(
         return Err(ApiError::not_found(format!("no sequence with keptnContext {context:?} in project {project:?}")));
     }
     let stage = Some(body.stage).filter(|s| !s.is_empty());
-    state.writer.control(project, context, stage, action).await?;
+    state.writer.control(project, context.clone(), stage, action).await?;
+    let _ = state.controls.send(context);
     Ok(Json(json!({})))
 }
