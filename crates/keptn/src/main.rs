@@ -26,6 +26,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Cli(_)) {
+        restore_sigpipe();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
@@ -42,5 +45,16 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+    }
+}
+
+/// A CLI command piped into `head` ends quietly when the pipe closes, as other Unix tools do
+/// (Rust ignores SIGPIPE, which turns that into a panic on the next print). The server keeps
+/// ignoring it: a client hanging up must not stop it.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called at start, before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -96,7 +96,11 @@ pub async fn get(g: GetSequence) -> anyhow::Result<Exit> {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|x| format!("{}:{}", s(&x["name"]), s(&x["state"])))
+            .map(|x| {
+                // keptn's stage state says `succeeded` for a stage whose result was `fail`.
+                let state = if x["latestFailedEvent"].is_null() { s(&x["state"]) } else { "failed" };
+                format!("{}:{state}", s(&x["name"]))
+            })
             .collect();
         rows.push(vec![
             s(&st["shkeptncontext"]).into(),
