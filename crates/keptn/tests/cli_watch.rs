@@ -213,7 +213,17 @@ async fn watch_shows_a_delivery_through_its_stages_and_exits_with_its_result() {
     assert_eq!(o.code, 4, "{}\n{}", o.stdout, o.stderr);
     assert!(o.stderr.contains("keptn get sequence"), "{}", o.stderr);
 
-    // A sequence the server does not know: one line, exit 1.
+    // A sequence the shipyard lacks ends errored at once, with keptn's reason.
+    let o = keptn(
+        cfg,
+        &["trigger", "delivery", "--project", "p", "--service", "carts", "--image", "x:1", "--sequence", "nope", "-w"],
+    )
+    .await;
+    assert_eq!(o.code, 3, "{}\n{}", o.stdout, o.stderr);
+    let last = o.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("sequence nope failed in stage dev: errored: ") && last.contains("nope"), "{}", o.stdout);
+
+    // A project the server does not know: one line, exit 1.
     let o =
         keptn(cfg, &["trigger", "delivery", "--project", "nope", "--service", "carts", "--image", "x:1", "-w"]).await;
     assert_eq!(o.code, 1);
