@@ -285,6 +285,7 @@ impl Writer {
                     m::events_in();
                     let time_ms = parse_time(&event.time).unwrap_or(now);
                     self.record(&mut w, &event, seq, time_ms);
+                    track_standalone_task(&mut w, &event, seq, now);
                     out.outgoing.push(Outgoing {
                         event: (*event).clone(),
                         due_ms: now,
@@ -411,6 +412,24 @@ fn scope_of(event: &KeptnEvent) -> Option<ScopeKey> {
         return None;
     }
     Some(ScopeKey { project: project.into(), stage: stage.into(), service: service.into() })
+}
+
+/// A task `.triggered` posted from outside a sequence (lighthouse's `get-sli.triggered`) is open
+/// until a `.finished` answers it, so pull-mode integrations find it like a sequence's task. Every
+/// task `.finished` closes an open row of its task type; for a sequence's task the engine closes
+/// the same row, and a sequence's own `.triggered` (another type) is never touched.
+fn track_standalone_task(w: &mut WriteBatch, event: &KeptnEvent, seq: i64, now: i64) {
+    if let EventType::Task { task, kind } = EventType::parse(&event.ty) {
+        match kind.as_str() {
+            "triggered" => {
+                w.open.entry(event.id.clone()).or_insert_with(|| Some(open_row(event, seq, now)));
+            }
+            "finished" if !event.triggeredid.is_empty() => {
+                w.close_typed.push((event.triggeredid.clone(), keptn_spec::event_type::task(&task, "triggered")));
+            }
+            _ => {}
+        }
+    }
 }
 
 fn open_row(event: &KeptnEvent, seq: i64, due_ms: i64) -> OpenRow {

@@ -42,6 +42,9 @@ pub struct WriteBatch {
     pub outbox_delete: Vec<String>,
     /// event id → Some(open) or None (closed)
     pub open: BTreeMap<String, Option<OpenRow>>,
+    /// (triggered event id, its type): closed only if the open row has that type, so an answer
+    /// naming a sequence's own `.triggered` id cannot close it.
+    pub close_typed: Vec<(String, String)>,
 }
 
 impl WriteBatch {
@@ -54,6 +57,7 @@ impl WriteBatch {
             && self.outbox_add.is_empty()
             && self.outbox_delete.is_empty()
             && self.open.is_empty()
+            && self.close_typed.is_empty()
     }
 }
 
@@ -206,6 +210,11 @@ impl Tx<'_> {
         for ids in closed.chunks(CHUNK * 4) {
             let mut sql = Sql::new("DELETE FROM open_triggered WHERE 1 = 1");
             sql.in_list("event_id", ids);
+            sql.query().execute(&mut *self.tx).await?;
+        }
+        for (id, ty) in &b.close_typed {
+            let mut sql = Sql::new("DELETE FROM open_triggered WHERE 1 = 1");
+            sql.eq("event_id", Some(id)).eq("ty", Some(ty));
             sql.query().execute(&mut *self.tx).await?;
         }
         Ok(())
