@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts (if needed) the services the test suite talks to: PostgreSQL and NATS JetStream; installs
-# openssh-server for the ssh git remote.
+# openssh-server for the ssh git remote and prometheus for the quality-gate tests.
 # Idempotent; safe to run on a machine where they already run.
 set -euo pipefail
 
@@ -41,4 +41,6 @@ fi
 # sshd serves the ssh git remote of the configuration-repository tests (each test starts its own
 # sshd on a loopback port; nothing runs here).
 need_pkg /usr/sbin/sshd openssh-server
-echo "services: postgresql on 5432, nats on 4222, sshd installed"
+# Prometheus backs the quality-gate tests (each test starts its own on a free loopback port).
+need_pkg /usr/bin/prometheus prometheus
+echo "services: postgresql on 5432, nats on 4222, sshd and prometheus installed"

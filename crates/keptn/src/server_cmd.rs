@@ -30,6 +30,12 @@ pub struct ServerArgs {
     /// wait for it: the fetch runs in the background; writes fetch when their push is rejected).
     #[arg(long, env = "KEPTN_UPSTREAM_FRESHNESS", default_value = "5s", value_parser = parse_duration)]
     upstream_freshness: Duration,
+    /// Quality gates: an evaluation whose SLI provider does not answer within this time fails.
+    #[arg(long, env = "KEPTN_SLI_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    sli_timeout: Duration,
+    /// The Prometheus the built-in SLI provider queries for projects without prometheus/config.yaml.
+    #[arg(long, env = "KEPTN_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -108,6 +114,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         integration_ttl: args.integration_ttl,
         secret_key: secret_key_from_env()?,
         upstream_freshness: args.upstream_freshness,
+        quality_gates: keptn_server::QualityGates {
+            sli_timeout: args.sli_timeout,
+            prometheus_url: args.prometheus_url,
+        },
     };
     let server =
         keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;

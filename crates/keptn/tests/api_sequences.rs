@@ -38,6 +38,8 @@ spec:
 async fn setup(db: Db, start_timeout: Duration) -> Option<(TestServer, Client)> {
     let server = TestServer::start_with(db, start_timeout).await?;
     let client = server.client();
+    // These tests play keptn's lighthouse-service themselves.
+    client.disable_builtin("lighthouse-service").await;
     client.create_project("p", SHIPYARD).await;
     client.create_service("p", "carts").await;
     client.create_service("p", "orders").await;

@@ -620,9 +620,9 @@ async fn configure_monitoring() {
     let home = login(&server).await;
     let cfg = home.path();
     create_project(cfg, "p", &["carts"]).await;
-    let args = ["configure", "monitoring", "prometheus", "--project", "p", "--service", "carts"];
+    let args = ["configure", "monitoring", "dynatrace", "--project", "p", "--service", "carts"];
 
-    // Nobody answers: says so after --wait-time, exit 0.
+    // Nobody answers (the built-in providers serve prometheus and http): says so after --wait-time, exit 0.
     let o = keptn(cfg, &[&args[..], &["--wait-time", "1"]].concat()).await;
     assert_eq!(o.code, 0, "{o}");
     assert!(o.stdout.contains("No monitoring integration confirmed"), "{o}");
@@ -631,7 +631,7 @@ async fn configure_monitoring() {
     assert_eq!(s, 200, "{b}");
     let ev = b["events"].as_array().unwrap().iter().find(|e| e["shkeptncontext"] == unanswered.as_str()).cloned();
     let ev = ev.unwrap_or_else(|| panic!("the CLI's {CONFIGURE} is stored: {b}"));
-    assert_eq!(ev["data"]["type"], "prometheus", "{ev}");
+    assert_eq!(ev["data"]["type"], "dynatrace", "{ev}");
     assert_eq!((&ev["data"]["project"], &ev["data"]["service"]), (&json!("p"), &json!("carts")), "{ev}");
 
     // A provider sees the new event in the datastore and confirms: the CLI prints its message.
@@ -650,9 +650,9 @@ async fn configure_monitoring() {
             .await;
             let finished = json!({
                 "specversion": "1.0", "type": "sh.keptn.event.configure-monitoring.finished",
-                "source": "prometheus-service", "shkeptncontext": ev["shkeptncontext"], "triggeredid": ev["id"],
+                "source": "dynatrace-service", "shkeptncontext": ev["shkeptncontext"], "triggeredid": ev["id"],
                 "data": { "project": "p", "service": "carts", "status": "succeeded", "result": "pass",
-                          "message": "Prometheus successfully configured" },
+                          "message": "Dynatrace monitoring configured" },
             });
             let (s, b) = client.post("/api/v1/event", finished).await;
             assert_eq!(s, 200, "the provider's answer is accepted: {b}");
@@ -662,10 +662,10 @@ async fn configure_monitoring() {
     let o = keptn(cfg, &[&args[..], &["--wait-time", "30"]].concat()).await;
     let ev = provider.await.expect("the provider task");
     assert_eq!(o.code, 0, "{o}");
-    assert!(o.stdout.contains("Prometheus successfully configured"), "{o}");
+    assert!(o.stdout.contains("Dynatrace monitoring configured"), "{o}");
     assert!(!o.stdout.contains("No monitoring integration confirmed"), "{o}");
     assert_eq!(monitoring_context(&o), ev["shkeptncontext"].as_str().unwrap(), "{o}");
-    assert_eq!(ev["data"]["type"], "prometheus", "{ev}");
+    assert_eq!(ev["data"]["type"], "dynatrace", "{ev}");
     server.stop().await;
 }
 

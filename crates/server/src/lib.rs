@@ -44,6 +44,21 @@ pub struct ServerConfig {
     pub secret_key: Option<[u8; 32]>,
     /// How long what was fetched from a project's upstream counts as current.
     pub upstream_freshness: Duration,
+    /// Quality gates: how long the lighthouse waits for SLI providers, and the Prometheus of
+    /// projects without `prometheus/config.yaml`.
+    pub quality_gates: QualityGates,
+}
+
+#[derive(Debug, Clone)]
+pub struct QualityGates {
+    pub sli_timeout: Duration,
+    pub prometheus_url: Option<String>,
+}
+
+impl Default for QualityGates {
+    fn default() -> Self {
+        QualityGates { sli_timeout: Duration::from_secs(600), prometheus_url: None }
+    }
 }
 
 impl ServerConfig {
@@ -142,6 +157,7 @@ pub async fn start_with_signal(
         integration_ttl_ms: config.integration_ttl.as_millis() as i64,
         bus: dispatcher.bus.clone(),
         controls: broadcast::channel(256).0,
+        quality_gates: config.quality_gates.clone(),
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;

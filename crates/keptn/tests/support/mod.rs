@@ -2,6 +2,8 @@
 //! an HTTP client that speaks keptn's API, and integrations that behave like keptn 1.x ones.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use keptn_server::{RunningServer, ServerConfig};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -28,6 +30,7 @@ pub struct TestServer {
     server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+    quality_gates: keptn_server::QualityGates,
 }
 
 pub fn install_crypto() {
@@ -63,6 +66,15 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, task_start_timeout: Duration) -> Option<TestServer> {
+        Self::start_full(db, task_start_timeout, keptn_server::QualityGates::default()).await
+    }
+
+    /// A server with quality-gate settings (SLI timeout, default Prometheus).
+    pub async fn start_full(
+        db: Db,
+        task_start_timeout: Duration,
+        quality_gates: keptn_server::QualityGates,
+    ) -> Option<TestServer> {
         install_crypto();
         let (database_url, pg) = database(db).await?;
         let dir = tempfile::tempdir().unwrap();
@@ -77,10 +89,11 @@ impl TestServer {
             integration_ttl: Duration::from_secs(3600),
             secret_key: None,
             upstream_freshness: upstream_freshness(),
+            quality_gates: quality_gates.clone(),
         };
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
-        Some(TestServer { url, token, http: reqwest::Client::new(), server: Some(server), dir, pg })
+        Some(TestServer { url, token, http: reqwest::Client::new(), server: Some(server), dir, pg, quality_gates })
     }
 
     pub async fn stop(mut self) {
@@ -135,6 +148,21 @@ impl Client {
             .post(&format!("/api/controlPlane/v1/project/{project}/service"), json!({ "serviceName": service }))
             .await;
         assert_eq!(s, 200, "create service: {b}");
+    }
+
+    /// Turns a built-in integration off the way a user would (to run keptn's own
+    /// lighthouse-service instead, say): by deleting its subscriptions.
+    pub async fn disable_builtin(&self, name: &str) {
+        let (s, regs) = self.get(&format!("/api/controlPlane/v1/uniform/registration?name={name}")).await;
+        assert_eq!(s, 200, "{regs}");
+        let reg = &regs.as_array().expect("registrations")[0];
+        let id = reg["id"].as_str().unwrap();
+        for sub in reg["subscriptions"].as_array().unwrap() {
+            let path =
+                format!("/api/controlPlane/v1/uniform/registration/{id}/subscription/{}", sub["id"].as_str().unwrap());
+            let (s, b) = self.delete(&path).await;
+            assert_eq!(s, 200, "{b}");
+        }
     }
 
     /// Sends an event; returns the keptnContext.
@@ -451,6 +479,7 @@ impl TestServer {
             integration_ttl: Duration::from_secs(3600),
             secret_key: None,
             upstream_freshness: upstream_freshness(),
+            quality_gates: self.quality_gates.clone(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

@@ -1,5 +1,6 @@
 //! The HTTP API: keptn's paths and shapes, thin handlers over the store, catalog and writer.
 
+mod evaluation;
 mod events;
 mod meta;
 mod paging;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub bus: tokio::sync::broadcast::Sender<Arc<keptn_spec::KeptnEvent>>,
     /// keptnContexts whose state changed without an event (pause / resume).
     pub controls: tokio::sync::broadcast::Sender<String>,
+    pub quality_gates: crate::QualityGates,
 }
 
 pub type Shared = Arc<AppState>;
@@ -61,7 +63,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route(&format!("{cp}/project/{{project}}/stage/{{stage}}/service/{{service}}"), get(project::stage_service))
         .route(
             &format!("{cp}/project/{{project}}/stage/{{stage}}/service/{{service}}/evaluation"),
-            post(events::trigger_evaluation),
+            get(evaluation::history).post(events::trigger_evaluation),
         )
         .route(&format!("{cp}/project/{{project}}/service"), post(project::create_service))
         .route(&format!("{cp}/project/{{project}}/service/{{service}}"), axum::routing::delete(project::delete_service))

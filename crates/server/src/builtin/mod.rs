@@ -9,6 +9,8 @@
 //! store. Each event is handled once per process (dedup by event id).
 
 mod approval;
+pub mod lighthouse;
+pub mod sli;
 
 use crate::api::{self, Shared};
 use crate::timers::now_ms;
@@ -45,7 +47,19 @@ pub trait BuiltIn: Send + Sync + 'static {
 /// Registers and starts every built-in. Call before the dispatcher runs, so no event is missed.
 /// The tasks hold the app state: abort them before waiting for the writer to drain.
 pub async fn start_all(state: &Shared, bus: &broadcast::Sender<Arc<KeptnEvent>>) -> Vec<JoinHandle<()>> {
-    vec![start(approval::Approval, state, bus).await]
+    let qg = &state.quality_gates;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
+    let prometheus = sli::prometheus::Prometheus {
+        state: state.clone(),
+        http: http.clone(),
+        default_url: qg.prometheus_url.clone(),
+    };
+    vec![
+        start(approval::Approval, state, bus).await,
+        start(lighthouse::Lighthouse::new(state.clone(), qg.sli_timeout), state, bus).await,
+        start(prometheus, state, bus).await,
+        start(sli::HttpJson { state: state.clone(), http }, state, bus).await,
+    ]
 }
 
 async fn start<B: BuiltIn>(builtin: B, state: &Shared, bus: &broadcast::Sender<Arc<KeptnEvent>>) -> JoinHandle<()> {
