@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod evaluate;
 mod server_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -19,6 +20,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Measure a fresh server (embedded defaults) and print the figures.
     Bench(bench::BenchArgs),
+    /// Evaluate SLIs against an slo.yaml offline (keptn's quality gate, no server needed).
+    Evaluate(evaluate::EvaluateArgs),
     #[command(flatten)]
     Cli(cli::CliCommand),
 }
@@ -26,13 +29,20 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Cli(_)) {
+    if matches!(cli.command, Command::Cli(_) | Command::Evaluate(_)) {
         restore_sigpipe();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Evaluate(args) => match (args.exit_code, evaluate::run(args)) {
+            (exit_code, Ok(failed)) => std::process::exit(i32::from(failed && exit_code)),
+            (_, Err(e)) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Command::Cli(cli::CliCommand::Completion { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "keptn", &mut std::io::stdout());
             Ok(())

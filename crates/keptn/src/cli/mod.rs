@@ -4,9 +4,10 @@
 
 mod client;
 mod config;
+mod evaluations;
 mod event_data;
 mod events;
-mod output;
+pub mod output;
 mod progress;
 mod project;
 mod resource;
@@ -137,6 +138,9 @@ pub enum GetCommand {
     /// Sequences of a project, or the stages and tasks of one keptn context.
     #[command(alias = "sequences")]
     Sequence(sequence::GetSequence),
+    /// A service's quality-gate evaluations, newest first.
+    #[command(alias = "evaluations")]
+    Evaluation(evaluations::GetEvaluations),
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +201,7 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<Exit> {
         CliCommand::Get(GetCommand::Catalog(g)) => ok(project::get(g).await),
         CliCommand::Get(GetCommand::Event(g)) => events::get(g).await,
         CliCommand::Get(GetCommand::Sequence(g)) => sequence::get(g).await,
+        CliCommand::Get(GetCommand::Evaluation(g)) => evaluations::get(g).await,
         CliCommand::Pause(ControlTarget::Sequence(c)) => sequence::control(c, "pause").await,
         CliCommand::Resume(ControlTarget::Sequence(c)) => sequence::control(c, "resume").await,
         CliCommand::Abort(ControlTarget::Sequence(c)) => sequence::control(c, "abort").await,
