@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Task hops to time.
     #[arg(long, default_value_t = 1_000)]
     hops: usize,
+    /// Evaluation sequences for the quality-gate run (built-in lighthouse, an instant provider).
+    #[arg(long, default_value_t = 500)]
+    evaluations: usize,
     /// Database URL for the server under test (default: SQLite in a temp dir).
     #[arg(long)]
     database_url: Option<String>,
@@ -103,11 +106,23 @@ async fn on_event(State(me): State<Arc<Integration>>, Json(ev): Json<Value>) -> 
         }
         let task = ty.trim_start_matches("sh.keptn.event.").trim_end_matches(".triggered");
         let d = &ev["data"];
-        let finished = json!({
+        let mut finished = json!({
             "type": format!("sh.keptn.event.{task}.finished"), "source": "bench", "shkeptncontext": ctx,
             "triggeredid": ev["id"],
             "data": { "project": d["project"], "stage": d["stage"], "service": d["service"], "result": "pass", "status": "succeeded" }
         });
+        if task == "get-sli" {
+            // An instant SLI provider: every asked indicator has a value.
+            let g = &d["get-sli"];
+            let values: Vec<Value> = g["indicators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, m)| json!({ "metric": m, "value": 100 + i, "success": true }))
+                .collect();
+            finished["data"]["get-sli"] = json!({ "start": g["start"], "end": g["end"], "indicatorValues": values });
+        }
         let me = me.clone();
         tokio::spawn(async move {
             me.sent.lock().unwrap().insert(ctx, Instant::now());
@@ -218,7 +233,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "/api/controlPlane/v1/uniform/registration",
         &json!({ "name": "bench", "metadata": { "hostname": "bench", "kubernetesmetadata": { "namespace": "keptn" } },
                  "subscriptions": [ { "event": "sh.keptn.event.*.triggered", "filter": { "projects": ["hops", "delivery", "seqs"] } },
-                                    { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["hops", "delivery", "seqs"] } } ],
+                                    { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["hops", "delivery", "seqs", "gates"] } },
+                                    { "event": "sh.keptn.event.get-sli.triggered", "filter": { "projects": ["gates"] } } ],
                  "pushURL": push_url }),
     )
     .await?;
@@ -332,6 +348,61 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "sustained: {n} sequences over {} services in {secs:.2} s = {:.0} sequences/s",
         args.services,
+        n as f64 / secs
+    );
+    // 5. Quality gates: evaluation sequences through the built-in lighthouse, 10 objectives each
+    // (compared with the 3 previous results), answered by an instant SLI provider.
+    let services = args.services.min(50);
+    create_project(&api, "gates", &shipyard(&[("dev", 1)]), services).await?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut slo =
+        String::from("comparison: { compare_with: several_results, number_of_comparison_results: 3 }\nobjectives:\n");
+    for i in 0..10 {
+        slo.push_str(&format!("  - sli: m{i}\n    pass: [ {{ criteria: [\"<=+10%\", \"<1000\"] }} ]\n    warning: [ {{ criteria: [\"<=2000\"] }} ]\n"));
+    }
+    slo.push_str("total_score: { pass: \"90%\", warning: \"75%\" }\n");
+    let config = "sli-provider: bench\n";
+    api.post(
+        "/api/resource-service/v1/project/gates/resource",
+        &json!({ "resources": [{ "resourceURI": "lighthouse/config.yaml", "resourceContent": b64(config) }] }),
+    )
+    .await?;
+    for s in 0..services {
+        api.post(
+            &format!("/api/resource-service/v1/project/gates/stage/dev/service/svc-{s}/resource"),
+            &json!({ "resources": [{ "resourceURI": "slo.yaml", "resourceContent": b64(&slo) }] }),
+        )
+        .await?;
+    }
+    let t0 = Instant::now();
+    let n = args.evaluations;
+    let mut clients = tokio::task::JoinSet::new();
+    let workers = args.concurrency.min(n.max(1));
+    for c in 0..workers {
+        let api = api.clone();
+        clients.spawn(async move {
+            for i in (c..n).step_by(workers) {
+                let path =
+                    format!("/api/controlPlane/v1/project/gates/stage/dev/service/svc-{}/evaluation", i % services);
+                api.post(&path, &json!({ "timeframe": "5m" })).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done < n {
+        match tokio::time::timeout_at(deadline.into(), fin_rx.recv()).await {
+            Ok(Some(_)) => done += 1,
+            _ => bail!("only {done} of {n} evaluations finished"),
+        }
+    }
+    while let Some(r) = clients.join_next().await {
+        r??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "quality gates: {n} evaluation sequences (10 objectives, 3 compared results) over {services} services in {secs:.2} s = {:.0} evaluations/s",
         n as f64 / secs
     );
     if let Some(kib) = rss_kib(server.0.id()) {

@@ -324,4 +324,26 @@ async fn keptns_answers_without_slo_provider_or_valid_slo() {
     assert!(d["message"].as_str().unwrap().contains("at least 1 minute"), "{d:#}");
     let (s, b) = client.get(&format!("{CP}/project/p/stage/dev/service/nope/evaluation")).await;
     assert_eq!(s, 404, "{b}");
+    // keptn's `configure monitoring` event selects the project's provider, stored in its repository
+    // (last: nobody answers dynatrace here, so this evaluation keeps the service busy).
+    put_resource(&client, "/stage/dev/service/carts", "slo.yaml", SLO).await;
+    client
+        .send(json!({ "type": "sh.keptn.event.monitoring.configure", "source": "cli",
+                      "data": { "type": "dynatrace", "project": "p", "service": "carts" } }))
+        .await;
+    let stored = eventually(WAIT, "the provider is stored", || async {
+        let (s, b) = client.get(&format!("{RS}/project/p/resource/lighthouse%2Fconfig.yaml")).await;
+        (s == 200).then_some(b)
+    })
+    .await;
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.decode(stored["resourceContent"].as_str().unwrap()).unwrap();
+    assert!(String::from_utf8(text).unwrap().contains("sli-provider: dynatrace"));
+    let ctx = client
+        .send(json!({ "type": "sh.keptn.event.dev.evaluation.triggered", "source": "test",
+                      "data": { "project": "p", "stage": "dev", "service": "carts", "evaluation": { "timeframe": "5m" } } }))
+        .await;
+    let ask = client.wait_for(&ctx, "sh.keptn.event.get-sli.triggered", WAIT).await;
+    assert_eq!(ask["data"]["get-sli"]["sliProvider"], "dynatrace", "{ask:#}");
+    assert_eq!(ask["data"]["get-sli"]["indicators"], json!(["response_time_p95", "error_rate"]));
 }

@@ -2,7 +2,35 @@
 //! warning each), 100 previous evaluations with 300 indicator results each.
 //! `cargo run --release -p keptn-slo --example bench`; prints figures only.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+/// Counts live heap bytes and their peak, to report what one evaluation allocates on top of its
+/// inputs.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwards to the system allocator with the caller's layout.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(now, Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 use keptn_slo::{Previous, SliResult, Slo, evaluate, select_baseline};
 use serde_json::json;
@@ -70,10 +98,17 @@ fn main() {
         last = Some(evaluation);
     }
     times.sort();
+    // Peak extra heap of one evaluation (inputs already built), result dropped afterwards.
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let chosen = select_baseline(&slo, &history);
+    drop(evaluate(&slo, &values, &chosen, "2023-01-01T10:00:00.000Z", "2023-01-01T10:05:00.000Z"));
+    let extra = PEAK.load(Relaxed) - before;
     let evaluation = last.expect("at least one run");
     let json = serde_json::to_vec(&evaluation.to_data()).expect("evaluation serializes");
     println!("objectives: {OBJECTIVES}, previous evaluations: {PREVIOUS} x {OBJECTIVES} results, runs: {RUNS}");
     println!("min:    {:.3} ms", times[0].as_secs_f64() * 1e3);
     println!("median: {:.3} ms", times[RUNS / 2].as_secs_f64() * 1e3);
     println!("result: {} (score {}), JSON size: {} bytes", evaluation.result, evaluation.score(), json.len());
+    println!("peak extra heap of one evaluation: {:.2} MB", extra as f64 / 1_048_576.0);
 }
