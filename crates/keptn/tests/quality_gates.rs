@@ -347,3 +347,38 @@ async fn keptns_answers_without_slo_provider_or_valid_slo() {
     assert_eq!(ask["data"]["get-sli"]["sliProvider"], "dynatrace", "{ask:#}");
     assert_eq!(ask["data"]["get-sli"]["indicators"], json!(["response_time_p95", "error_rate"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_survives_a_restart_between_request_and_answer() {
+    let Some(mut server) = TestServer::start(Db::Sqlite).await else { return };
+    let client = server.client();
+    client.create_project("p", SHIPYARD).await;
+    client.create_service("p", "carts").await;
+    put_resource(&client, "/stage/dev/service/carts", "slo.yaml", SLO).await;
+    put_resource(&client, "", "dynatrace/sli.yaml", "indicators:\n  response_time_p95: q1\n  error_rate: q2\n").await;
+    let ctx = client
+        .send(json!({ "type": "sh.keptn.event.dev.evaluation.triggered", "source": "test",
+                      "data": { "project": "p", "stage": "dev", "service": "carts", "evaluation": { "timeframe": "5m" } } }))
+        .await;
+    let ask = client.wait_for(&ctx, "sh.keptn.event.get-sli.triggered", WAIT).await;
+    server.restart().await;
+    let client = server.client();
+    // The request is still open for a pull-mode provider, which answers after the restart.
+    let (_, open) = client.get("/api/controlPlane/v1/event/triggered/sh.keptn.event.get-sli.triggered?project=p").await;
+    assert_eq!(open["events"][0]["id"], ask["id"], "{open}");
+    let values = json!({ "get-sli": { "indicatorValues": [
+        { "metric": "response_time_p95", "value": 300.0, "success": true },
+        { "metric": "error_rate", "value": 0.5, "success": true } ] } });
+    let (started, finished) = answers("dynatrace-service", &ask, "pass", values);
+    client.send(started).await;
+    client.send(finished).await;
+    let done = client.wait_for(&ctx, "sh.keptn.event.evaluation.finished", WAIT).await;
+    let ev = &done["data"]["evaluation"];
+    assert_eq!((done["data"]["result"].as_str(), ev["score"].as_f64()), (Some("fail"), Some(50.0)), "{done:#}");
+    let seq = client.wait_for(&ctx, "sh.keptn.event.dev.evaluation.finished", WAIT).await;
+    assert_eq!(seq["data"]["result"], "fail");
+    assert_eq!(
+        client.events_of(&ctx).await.iter().filter(|e| e["type"] == "sh.keptn.event.evaluation.started").count(),
+        1
+    );
+}

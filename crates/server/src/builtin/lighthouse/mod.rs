@@ -431,10 +431,12 @@ fn arm(state: &Shared, timeout: Duration, armed: &Arc<Mutex<HashSet<String>>>, e
     if !armed.lock().expect("armed").insert(e.id.clone()) {
         return;
     }
-    let (state, armed, e) = (state.clone(), armed.clone(), e.clone());
+    // Weak: a pending timer must not keep a stopping server's state (and its writer) alive.
+    let (weak, armed, e) = (Arc::downgrade(state), armed.clone(), e.clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis((at - now_ms()).max(0) as u64 + 10)).await;
         armed.lock().expect("armed").remove(&e.id);
+        let Some(state) = weak.upgrade() else { return };
         for out in step(&state, timeout, &armed, &e).await {
             if let Err(err) = state.writer.ingest(out).await {
                 tracing::error!(evaluation = %e.id, error = %err.message, "could not end a timed-out evaluation");
