@@ -84,6 +84,16 @@ impl Api {
         }
         Ok(v)
     }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self.http.get(format!("{}{path}", self.url)).header("x-token", TOKEN).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {v}");
+        }
+        Ok(v)
+    }
 }
 
 /// The bench's push integration: answers every task instantly with a lone `.finished`,
@@ -374,6 +384,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
         .await?;
     }
+    while fin_rx.try_recv().is_ok() {} // what earlier runs left
     let t0 = Instant::now();
     let n = args.evaluations;
     let mut clients = tokio::task::JoinSet::new();
@@ -381,29 +392,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for c in 0..workers {
         let api = api.clone();
         clients.spawn(async move {
+            let mut contexts = Vec::new();
             for i in (c..n).step_by(workers) {
                 let path =
                     format!("/api/controlPlane/v1/project/gates/stage/dev/service/svc-{}/evaluation", i % services);
-                api.post(&path, &json!({ "timeframe": "5m" })).await?;
+                let answer = api.post(&path, &json!({ "timeframe": "5m" })).await?;
+                contexts.push(answer["keptnContext"].as_str().unwrap_or_default().to_string());
             }
-            anyhow::Ok(())
+            anyhow::Ok(contexts)
         });
     }
-    let mut done = 0;
+    // Counts only the sequences started here (by context), finished in any order.
+    let mut started = std::collections::HashSet::new();
+    let mut finished = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while done < n {
-        match tokio::time::timeout_at(deadline.into(), fin_rx.recv()).await {
-            Ok(Some(_)) => done += 1,
-            _ => bail!("only {done} of {n} evaluations finished"),
+    while started.len() < n || !started.is_subset(&finished) {
+        tokio::select! {
+            Some(r) = clients.join_next(), if !clients.is_empty() => started.extend(r??),
+            got = tokio::time::timeout_at(deadline.into(), fin_rx.recv()) => match got {
+                Ok(Some((ctx, _))) => {
+                    finished.insert(ctx);
+                }
+                _ => bail!("only {} of {n} evaluations finished", started.intersection(&finished).count()),
+            },
         }
-    }
-    while let Some(r) = clients.join_next().await {
-        r??;
     }
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "quality gates: {n} evaluation sequences (10 objectives, 3 compared results) over {services} services in {secs:.2} s = {:.0} evaluations/s",
         n as f64 / secs
+    );
+    // What was measured really was scoring: the newest evaluation's objectives and baseline.
+    let last = api.get("/api/controlPlane/v1/project/gates/stage/dev/service/svc-0/evaluation?pageSize=1").await?;
+    let e = &last["evaluations"][0];
+    println!(
+        "  newest evaluation of svc-0: result {}, score {}, {} objectives, compared with {} earlier, total {} evaluations stored",
+        e["result"].as_str().unwrap_or("?"),
+        e["evaluation"]["score"],
+        e["evaluation"]["indicatorResults"].as_array().map_or(0, Vec::len),
+        e["evaluation"]["comparedEvents"].as_array().map_or(0, Vec::len),
+        last["totalCount"]
     );
     if let Some(kib) = rss_kib(server.0.id()) {
         println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
