@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::cli::{Out, keptn, keptn_in};
 use support::*;
 
 const CP: &str = "/api/controlPlane/v1";
@@ -40,47 +41,6 @@ spec:
           tasks:
             - name: deployment
 "#;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-/// Runs `keptn <args>` with its config in `config_dir` and no endpoint/token from the environment.
-async fn keptn(config_dir: &Path, args: &[&str]) -> Out {
-    keptn_in(config_dir, args, None).await
-}
-
-/// The same, run in the working directory `cwd` (for relative file paths).
-async fn keptn_in(config_dir: &Path, args: &[&str], cwd: Option<&Path>) -> Out {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keptn"));
-    cmd.args(args)
-        .env("KEPTN_CONFIG_DIR", config_dir)
-        .env_remove("KEPTN_ENDPOINT")
-        .env_remove("KEPTN_API_TOKEN")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("keptn {args:?} did not end within 120 s"))
-        .expect("run keptn");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A config dir authenticated against `server`.
 async fn login(server: &TestServer) -> tempfile::TempDir {

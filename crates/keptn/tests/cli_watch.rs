@@ -4,12 +4,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+use support::cli::{command, keptn, keptn_with_input};
 use support::*;
-use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -45,42 +43,6 @@ spec:
               properties: { pass: manual, warning: manual }
             - name: release
 "#;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn command(config_dir: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keptn"));
-    cmd.args(args)
-        .env("KEPTN_CONFIG_DIR", config_dir)
-        .env_remove("KEPTN_ENDPOINT")
-        .env_remove("KEPTN_API_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Runs `keptn <args>` with `stdin` as its standard input (closed afterwards).
-async fn keptn_with_input(config_dir: &Path, args: &[&str], stdin: &str) -> Out {
-    let mut child = command(config_dir, args).spawn().expect("run keptn");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(WAIT, child.wait_with_output()).await.expect("keptn ends").unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-async fn keptn(config_dir: &Path, args: &[&str]) -> Out {
-    keptn_with_input(config_dir, args, "").await
-}
 
 /// A server with project `p` (service `carts`), a logged-in CLI, and an integration doing
 /// deployment, test and release: `test` fails for images containing "bad".

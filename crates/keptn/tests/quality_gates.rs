@@ -5,9 +5,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use support::cli::keptn;
 use support::prometheus::Prometheus;
 use support::*;
 
@@ -55,28 +55,6 @@ async fn put_resource(client: &Client, path: &str, uri: &str, content: &str) {
         )
         .await;
     assert_eq!(s, 201, "write {uri}: {b}");
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn keptn(config_dir: &Path, args: &[&str]) -> Out {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keptn"))
-        .args(args)
-        .env("KEPTN_CONFIG_DIR", config_dir)
-        .env_remove("KEPTN_ENDPOINT")
-        .env_remove("KEPTN_API_TOKEN")
-        .output()
-        .await
-        .expect("run keptn");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// A deployment integration that does nothing but say it deployed.

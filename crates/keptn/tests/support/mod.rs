@@ -2,6 +2,7 @@
 //! an HTTP client that speaks keptn's API, and integrations that behave like keptn 1.x ones.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod prometheus;
 
 use keptn_server::{RunningServer, ServerConfig};
