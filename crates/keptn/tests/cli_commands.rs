@@ -564,6 +564,104 @@ async fn sequence_and_event_views() {
     server.stop().await;
 }
 
+/// `trigger delivery --values --labels` and `trigger evaluation --start --end --git-commit-id`:
+/// what the flags put into the events integrations and the lighthouse receive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_flags_reach_the_events() {
+    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+    let client = server.client();
+    let home = login(&server).await;
+    let cfg = home.path();
+    create_project(cfg, "p", &["carts", "orders"]).await;
+
+    // Values files merge into configurationChange.values (later files win); --image is kept.
+    std::fs::write(cfg.join("a.yaml"), "replicas: 2\nresources: { cpu: 100m }\n").unwrap();
+    std::fs::write(cfg.join("b.json"), r#"{"replicas": 3, "image": "ignored:0"}"#).unwrap();
+    let (a, b) = (cfg.join("a.yaml"), cfg.join("b.json"));
+    let o = keptn(
+        cfg,
+        &[
+            "trigger",
+            "delivery",
+            "--project",
+            "p",
+            "--service",
+            "carts",
+            "--image",
+            "carts:7",
+            "--values",
+            a.to_str().unwrap(),
+            "--values",
+            b.to_str().unwrap(),
+            "--labels",
+            "buildId=42,owner=me",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    let ctx = context_of(&o);
+    let task = open_of(&client, "sh.keptn.event.deployment.triggered", "p", &ctx).await;
+    let values = &task["data"]["configurationChange"]["values"];
+    assert_eq!(values["replicas"], 3, "{task}");
+    assert_eq!(values["resources"]["cpu"], "100m", "{task}");
+    assert_eq!(values["image"], "carts:7", "--image wins over a values file: {task}");
+    assert_eq!(task["data"]["labels"], json!({ "buildId": "42", "owner": "me" }));
+    assert_eq!(task["data"]["stage"], "dev", "the shipyard's first stage by default");
+    std::fs::write(cfg.join("list.yaml"), "- 1\n- 2\n").unwrap();
+    let list = cfg.join("list.yaml");
+    let o = keptn(
+        cfg,
+        &[
+            "trigger",
+            "delivery",
+            "--project",
+            "p",
+            "--service",
+            "orders",
+            "--image",
+            "x:1",
+            "--values",
+            list.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(o.code == 1 && o.stderr.contains("mapping of values"), "{o}");
+
+    // An evaluation over an explicit window, pinned to a configuration revision.
+    let (_, meta) = client.get(&format!("{RS}/project/p/resource/shipyard.yaml")).await;
+    let commit = meta["metadata"]["version"].as_str().unwrap().to_string();
+    let o = keptn(
+        cfg,
+        &[
+            "trigger",
+            "evaluation",
+            "--project",
+            "p",
+            "--stage",
+            "dev",
+            "--service",
+            "orders",
+            "--start",
+            "2026-01-01T10:00:00",
+            "--end",
+            "2026-01-01T10:10:00",
+            "--git-commit-id",
+            &commit,
+            "-l",
+            "run=7",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{o}");
+    let ctx = context_of(&o);
+    let task = client.wait_for(&ctx, "sh.keptn.event.evaluation.triggered", WAIT).await;
+    assert_eq!(task["data"]["evaluation"]["start"], "2026-01-01T10:00:00.000Z", "{task}");
+    assert_eq!(task["data"]["evaluation"]["end"], "2026-01-01T10:10:00.000Z", "{task}");
+    assert_eq!(task["gitcommitid"], commit.as_str(), "{task}");
+    assert_eq!(task["data"]["labels"]["run"], "7");
+    server.stop().await;
+}
+
 const CONFIGURE: &str = "sh.keptn.event.monitoring.configure";
 
 /// The context a `configure monitoring` printed as `(keptn context <uuid>)`.
