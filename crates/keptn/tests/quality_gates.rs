@@ -347,14 +347,25 @@ async fn an_evaluation_survives_a_restart_between_request_and_answer() {
     let values = json!({ "get-sli": { "indicatorValues": [
         { "metric": "response_time_p95", "value": 300.0, "success": true },
         { "metric": "error_rate", "value": 0.5, "success": true } ] } });
-    let (started, finished) = answers("dynatrace-service", &ask, "pass", values);
+    // Like dynatrace-service's dashboard mode, the provider commits the SLO it generated and
+    // answers at that revision: the lighthouse scores with it (error_rate 0.5 now passes).
+    let generated = SLO.replace("<=0.05", "<=1");
+    let (s, b) = client
+        .post(
+            &format!("{RS}/project/p/stage/dev/service/carts/resource"),
+            json!({ "resources": [{ "resourceURI": "slo.yaml", "resourceContent": b64(&generated) }] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (started, mut finished) = answers("dynatrace-service", &ask, "pass", values);
+    finished["gitcommitid"] = b["commitID"].clone();
     client.send(started).await;
     client.send(finished).await;
     let done = client.wait_for(&ctx, "sh.keptn.event.evaluation.finished", WAIT).await;
     let ev = &done["data"]["evaluation"];
-    assert_eq!((done["data"]["result"].as_str(), ev["score"].as_f64()), (Some("fail"), Some(50.0)), "{done:#}");
+    assert_eq!((done["data"]["result"].as_str(), ev["score"].as_f64()), (Some("pass"), Some(100.0)), "{done:#}");
     let seq = client.wait_for(&ctx, "sh.keptn.event.dev.evaluation.finished", WAIT).await;
-    assert_eq!(seq["data"]["result"], "fail");
+    assert_eq!(seq["data"]["result"], "pass");
     assert_eq!(
         client.events_of(&ctx).await.iter().filter(|e| e["type"] == "sh.keptn.event.evaluation.started").count(),
         1

@@ -209,7 +209,7 @@ async fn plan(state: &Shared, e: &KeptnEvent) -> Plan {
         Err(message) => return Plan::Finish(keptn_slo::errored(message, None, "", "")),
     };
     let (project, stage, service) = (e.project(), e.stage(), e.service());
-    let raw = match read_slo(state, e).await {
+    let raw = match read_slo(state, e, &e.gitcommitid).await {
         Ok(Some(raw)) => raw,
         Ok(None) => return Plan::Finish(keptn_slo::without_slo(project, &tf.start, &tf.end)),
         Err(message) => return Plan::Finish(keptn_slo::errored(message, None, &tf.start, &tf.end)),
@@ -302,10 +302,10 @@ fn assign(
     Some(groups)
 }
 
-/// `slo.yaml` of the evaluation's service at its revision; None when there is none.
-async fn read_slo(state: &Shared, e: &KeptnEvent) -> Result<Option<Vec<u8>>, String> {
+/// `slo.yaml` of the evaluation's service at revision `at`; None when there is none.
+async fn read_slo(state: &Shared, e: &KeptnEvent, at: &str) -> Result<Option<Vec<u8>>, String> {
     let (p, st, svc) = (e.project().to_string(), e.stage().to_string(), e.service().to_string());
-    let at = Some(e.gitcommitid.clone()).filter(|c| !c.is_empty());
+    let at = Some(at.to_string()).filter(|c| !c.is_empty());
     let found =
         api::repo(state, move |repo| match repo.read(&p, Scope::Service(&st, &svc), "slo.yaml", at.as_deref()) {
             Ok((bytes, _)) => Ok(Some(bytes)),
@@ -353,7 +353,10 @@ async fn score(state: &Shared, e: &KeptnEvent, requests: &[&KeptnEvent], answers
             messages.push(a.message().to_string());
         }
     }
-    let raw = match read_slo(state, e).await {
+    // keptn reads the SLO again at the answer's revision: a provider may have written it
+    // (dynatrace-service's dashboard mode commits a generated slo.yaml before answering).
+    let at = answers.iter().rev().map(|a| a.gitcommitid.as_str()).find(|c| !c.is_empty()).unwrap_or(&e.gitcommitid);
+    let raw = match read_slo(state, e, at).await {
         Ok(Some(raw)) => raw,
         Ok(None) => return keptn_slo::without_slo(e.project(), &start, &end),
         Err(message) => return keptn_slo::errored(message, None, &start, &end),
