@@ -371,3 +371,46 @@ async fn an_evaluation_survives_a_restart_between_request_and_answer() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_credentials_per_project() {
+    let Some(prom) = Prometheus::start_with_auth(Some(("keptn", "s3cret"))).await else { return };
+    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+    let client = server.client();
+    prom.set("app_response_time_p95{service=\"carts\",stage=\"dev\"}", 300.0);
+    prom.set("app_error_rate{service=\"carts\"}", 0.0);
+    prom.wait_for("app_error_rate", 0.0).await;
+    for (project, password) in [("good", "s3cret"), ("bad", "wrong")] {
+        client.create_project(project, SHIPYARD).await;
+        client.create_service(project, "carts").await;
+        let write = |path: &str, uri: &str, content: String| {
+            let client = client.clone();
+            let path = format!("{RS}/project/{project}{path}/resource");
+            let uri = uri.to_string();
+            async move {
+                let body = json!({ "resources": [{ "resourceURI": uri, "resourceContent": b64(&content) }] });
+                let (s, b) = client.post(&path, body).await;
+                assert_eq!(s, 201, "{b}");
+            }
+        };
+        write("/stage/dev/service/carts", "slo.yaml", SLO.to_string()).await;
+        write("", "prometheus/sli.yaml", SLI.to_string()).await;
+        write("", "prometheus/config.yaml", format!("url: {}\nuser: keptn\npassword: {password}\n", prom.url)).await;
+    }
+    let evaluate = |project: &'static str| {
+        let client = client.clone();
+        async move {
+            let ctx = client
+                .send(json!({ "type": "sh.keptn.event.dev.evaluation.triggered", "source": "test",
+                              "data": { "project": project, "stage": "dev", "service": "carts", "evaluation": { "timeframe": "5m" } } }))
+                .await;
+            client.wait_for(&ctx, "sh.keptn.event.evaluation.finished", WAIT).await["data"].clone()
+        }
+    };
+    let d = evaluate("good").await;
+    assert_eq!((d["result"].as_str(), d["evaluation"]["score"].as_f64()), (Some("pass"), Some(100.0)), "{d:#}");
+    let d = evaluate("bad").await;
+    assert_eq!(d["result"], "fail", "{d:#}");
+    let message = d["evaluation"]["indicatorResults"][0]["value"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("refused the credentials (HTTP 401)") && !message.contains("wrong"), "{d:#}");
+}

@@ -12,6 +12,7 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
     /// metric line (`name{labels}`) → value, served at the scraped endpoint.
     pub metrics: Arc<Mutex<BTreeMap<String, f64>>>,
+    auth: Option<(String, String)>,
 }
 
 impl Drop for Prometheus {
@@ -28,6 +29,11 @@ fn free_port() -> u16 {
 impl Prometheus {
     /// None when the binary is missing outside CI (with CI set, that fails the test).
     pub async fn start() -> Option<Prometheus> {
+        Self::start_with_auth(None).await
+    }
+
+    /// With `Some((user, password))`, Prometheus asks for HTTP basic auth (its web config).
+    pub async fn start_with_auth(auth: Option<(&str, &str)>) -> Option<Prometheus> {
         super::install_crypto();
         let bin = std::env::var("KEPTN_TEST_PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
         if !std::path::Path::new(&bin).exists() {
@@ -57,7 +63,13 @@ impl Prometheus {
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = free_port();
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 4).expect("bcrypt");
+            std::fs::write(dir.path().join("web.yml"), format!("basic_auth_users:\n  {user}: '{hash}'\n")).unwrap();
+            cmd.arg(format!("--web.config.file={}", dir.path().join("web.yml").display()));
+        }
+        let child = cmd
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -65,11 +77,17 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        let prom = Prometheus { url: format!("http://127.0.0.1:{port}"), child, _dir: dir, metrics };
+        let prom = Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+            metrics,
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
         // Ready when it has scraped the endpoint once.
         let http = reqwest::Client::new();
         for _ in 0..300 {
-            let up = http.get(format!("{}/api/v1/query?query=up", prom.url)).send().await;
+            let up = prom.authed(http.get(format!("{}/api/v1/query?query=up", prom.url))).send().await;
             if let Ok(resp) = up
                 && let Ok(v) = resp.json::<serde_json::Value>().await
                 && v["data"]["result"][0]["value"][1] == "1"
@@ -79,6 +97,13 @@ impl Prometheus {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("prometheus at {} did not scrape its target within 30 s", prom.url);
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
+        }
     }
 
     pub fn set(&self, metric: &str, value: f64) {
@@ -91,7 +116,7 @@ impl Prometheus {
         for _ in 0..300 {
             let url =
                 reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", query)]).unwrap();
-            let resp = http.get(url).send().await;
+            let resp = self.authed(http.get(url)).send().await;
             if let Ok(resp) = resp
                 && let Ok(v) = resp.json::<serde_json::Value>().await
                 && v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok()) == Some(value)

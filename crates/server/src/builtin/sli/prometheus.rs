@@ -128,6 +128,13 @@ impl Prometheus {
         }
         let resp = req.send().await.map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, root(&e)))?;
         let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(format!(
+                "Prometheus at {} refused the credentials (HTTP {}); check user and password in prometheus/config.yaml",
+                ep.url,
+                status.as_u16()
+            ));
+        }
         let body: Value =
             resp.json().await.map_err(|e| format!("Prometheus answered HTTP {status} without JSON: {e}"))?;
         sample(&body)
