@@ -91,7 +91,7 @@ impl Query {
         if e.is_timeout() {
             format!("{} timed out after {:?}", self.target(), self.timeout)
         } else {
-            format!("{} failed: {}", self.target(), root_cause(e))
+            format!("{} failed: {}", self.target(), super::root_cause(&e.without_url()))
         }
     }
 
@@ -227,16 +227,6 @@ fn redact(text: &str) -> String {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => text.into(),
     }
-}
-
-/// The innermost error (e.g. "Connection refused"), not reqwest's chain, which repeats the URL.
-fn root_cause(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut cause: &dyn std::error::Error = &e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// A finite number, given as a JSON number or as a string such as `"99.5"`.

@@ -11,6 +11,15 @@ use crate::api::{self, Shared};
 use keptn_configrepo::Scope;
 use serde_json::{Value, json};
 
+/// The innermost cause of a request failure (e.g. "Connection refused"), without reqwest's chain.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 /// One SLI's answer, as in `get-sli.finished` (`success: false` carries the reason).
 pub fn value(metric: &str, result: Result<f64, String>) -> Value {
     match result {

@@ -126,7 +126,10 @@ impl Prometheus {
         if !ep.user.is_empty() {
             req = req.basic_auth(&ep.user, Some(&ep.password));
         }
-        let resp = req.send().await.map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, root(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, super::root_cause(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(format!(
@@ -139,14 +142,6 @@ impl Prometheus {
             resp.json().await.map_err(|e| format!("Prometheus answered HTTP {status} without JSON: {e}"))?;
         sample(&body)
     }
-}
-
-fn root(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 /// keptn's checks on an instant-query answer.
