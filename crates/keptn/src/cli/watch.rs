@@ -30,8 +30,7 @@ pub async fn follow(
 ) -> anyhow::Result<Watched> {
     let mut stream = client.events(&format!("/api/controlPlane/v1/sequence/{project}/{context}/watch")).await?;
     let tty = std::io::stdout().is_terminal() && matches!(format, Format::Table);
-    let color = tty && std::env::var_os("NO_COLOR").is_none();
-    let mut view = View { color, printed: HashMap::new(), drawn_lines: 0, frame: 0 };
+    let mut view = View::new(tty);
     let deadline = limit.map(|d| tokio::time::Instant::now() + d);
     let mut last: Option<(Vec<TaskLine>, Outcome)> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -97,6 +96,27 @@ struct View {
 }
 
 impl View {
+    /// Colours only on a terminal, and not with `NO_COLOR` set.
+    fn new(terminal: bool) -> View {
+        let color = terminal && std::env::var_os("NO_COLOR").is_none();
+        View { color, printed: HashMap::new(), drawn_lines: 0, frame: 0 }
+    }
+
+    /// A heading per stage, then its tasks' lines.
+    fn block(&self, lines: &[TaskLine], spin: &str) -> String {
+        let mut out = String::new();
+        let mut stage = "";
+        for l in lines {
+            if l.stage != stage {
+                stage = &l.stage;
+                let heading = self.paint(&format!("{} · {}", l.stage, l.sequence), Style::new().bold());
+                out.push_str(&format!("{heading}\n"));
+            }
+            out.push_str(&format!("  {:<16} {}\n", l.task, self.describe(&l.state, spin)));
+        }
+        out
+    }
+
     fn paint(&self, text: &str, style: Style) -> String {
         if self.color { format!("{style}{text}{style:#}") } else { text.to_string() }
     }
@@ -122,18 +142,7 @@ impl View {
         if self.drawn_lines > 0 {
             out.push_str(&format!("\x1b[{}A\x1b[J", self.drawn_lines));
         }
-        let spin = SPINNER[self.frame % SPINNER.len()];
-        let mut stage = "";
-        for l in lines {
-            if l.stage != stage {
-                stage = &l.stage;
-                out.push_str(&format!(
-                    "{}\n",
-                    self.paint(&format!("{} · {}", l.stage, l.sequence), Style::new().bold())
-                ));
-            }
-            out.push_str(&format!("  {:<16} {}\n", l.task, self.describe(&l.state, spin)));
-        }
+        out.push_str(&self.block(lines, SPINNER[self.frame % SPINNER.len()]));
         out.push_str(&format!("{}\n", self.paint(&outcome.summary, Style::new().dimmed())));
         self.drawn_lines = out.matches('\n').count();
         print!("{out}");
@@ -171,22 +180,9 @@ impl View {
 
 /// Prints the task lines of a finished or running context once (`keptn get sequence`).
 pub fn print_static(executions: &[Value], state: &Value) {
-    let view = View {
-        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        printed: HashMap::new(),
-        drawn_lines: 0,
-        frame: 0,
-    };
-    let lines = progress::lines(executions);
+    let view = View::new(std::io::stdout().is_terminal());
     let outcome = progress::outcome(state, executions);
-    let mut stage = "";
-    for l in &lines {
-        if l.stage != stage {
-            stage = &l.stage;
-            println!("{}", view.paint(&format!("{} · {}", l.stage, l.sequence), Style::new().bold()));
-        }
-        println!("  {:<16} {}", l.task, view.describe(&l.state, ""));
-    }
+    print!("{}", view.block(&progress::lines(executions), ""));
     let style = if outcome.done { outcome_style(&outcome) } else { Style::new().dimmed() };
     println!("{}", view.paint(&outcome.summary, style));
 }
