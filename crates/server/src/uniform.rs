@@ -81,6 +81,16 @@ impl Subscription {
         if self.event.trim().is_empty() {
             return Err("subscription.event must name an event type, e.g. sh.keptn.event.deployment.triggered".into());
         }
+        use keptn_spec::{event::check_length, event_type::TYPE_MAX, names};
+        check_length("subscription.event", &self.event, TYPE_MAX)?;
+        let lists = [
+            ("subscription.filter.projects", &self.filter.projects, names::PROJECT_NAME_MAX),
+            ("subscription.filter.stages", &self.filter.stages, names::STAGE_NAME_MAX),
+            ("subscription.filter.services", &self.filter.services, names::SERVICE_NAME_MAX),
+        ];
+        for (field, values, max) in lists {
+            values.iter().try_for_each(|v| check_length(field, v, max))?;
+        }
         if !self.filter.services.is_empty() && self.filter.stages.is_empty() {
             return Err("subscription.filter.services needs subscription.filter.stages as well (keptn's rule)".into());
         }

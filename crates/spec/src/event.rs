@@ -7,6 +7,26 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const KEPTN_SPEC_VERSION: &str = "0.2.4";
 pub const CONTROL_PLANE_SOURCE: &str = "shipyard-controller";
 
+/// The longest id stored: event ids, `triggeredid`, `shkeptncontext`, `gitcommitid`, integration
+/// ids. keptn's are UUIDs (36) and SHA-1 hex (40); the limit leaves room for other schemes.
+pub const ID_MAX: usize = 256;
+/// The longest `source` (a URI reference, e.g. `https://github.com/keptn/keptn/api`).
+pub const SOURCE_MAX: usize = 2048;
+
+/// The first characters of a long value, for error messages that should not echo all of it.
+pub fn prefix(value: &str) -> &str {
+    let end = value.char_indices().nth(40).map_or(value.len(), |(i, _)| i);
+    &value[..end]
+}
+
+/// `field` must be at most `max` bytes long.
+pub fn check_length(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field} {:?}… is {} bytes long; at most {max} are allowed", prefix(value), value.len()));
+    }
+    Ok(())
+}
+
 /// One keptn CloudEvent as it travels over HTTP, NATS and the datastore API.
 /// Unknown attributes are kept in `extra` so nothing a client sent is lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -62,6 +82,25 @@ impl KeptnEvent {
     }
     pub fn message(&self) -> &str {
         self.data_str("message")
+    }
+
+    /// Checks that every attribute the control plane stores and indexes fits the limits, so the
+    /// event cannot fail a database write (and with it the writer's batch): type, ids, source
+    /// and the project, stage and service it names.
+    pub fn check_limits(&self) -> Result<(), String> {
+        crate::event_type::check("type", &self.ty)?;
+        for (field, value) in [
+            ("id", &self.id),
+            ("triggeredid", &self.triggeredid),
+            ("shkeptncontext", &self.shkeptncontext),
+            ("gitcommitid", &self.gitcommitid),
+        ] {
+            check_length(field, value, ID_MAX)?;
+        }
+        check_length("source", &self.source, SOURCE_MAX)?;
+        check_length("data.project", self.project(), crate::names::PROJECT_NAME_MAX)?;
+        check_length("data.stage", self.stage(), crate::names::STAGE_NAME_MAX)?;
+        check_length("data.service", self.service(), crate::names::SERVICE_NAME_MAX)
     }
 
     /// A new control-plane event with keptn's envelope defaults.
@@ -141,6 +180,32 @@ impl TaskStatus {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn limits_name_the_field() {
+        let ok = KeptnEvent::new(
+            "1".into(),
+            "sh.keptn.event.deployment.finished".into(),
+            "c".into(),
+            String::new(),
+            json!({ "project": "p" }),
+        );
+        assert!(ok.check_limits().is_ok());
+        let cases: Vec<(&str, KeptnEvent)> = vec![
+            ("type", KeptnEvent { ty: "x".repeat(8000), ..ok.clone() }),
+            ("type", KeptnEvent { ty: String::new(), ..ok.clone() }),
+            ("triggeredid", KeptnEvent { triggeredid: "t".repeat(ID_MAX + 1), ..ok.clone() }),
+            ("shkeptncontext", KeptnEvent { shkeptncontext: "c".repeat(ID_MAX + 1), ..ok.clone() }),
+            ("source", KeptnEvent { source: "s".repeat(SOURCE_MAX + 1), ..ok.clone() }),
+            ("data.stage", KeptnEvent { data: json!({ "stage": "s".repeat(4000) }), ..ok.clone() }),
+        ];
+        for (field, ev) in cases {
+            let e = ev.check_limits().unwrap_err();
+            assert!(e.starts_with(field), "{field}: {e}");
+            assert!(e.len() < 200, "a prefix, not the whole value: {e}");
+        }
+        assert!(KeptnEvent { triggeredid: "t".repeat(ID_MAX), ..ok }.check_limits().is_ok());
+    }
 
     #[test]
     fn round_trips_unknown_attributes() {

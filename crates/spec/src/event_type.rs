@@ -3,6 +3,19 @@
 
 pub const PREFIX: &str = "sh.keptn.event.";
 
+/// The longest event type stored (bytes). Types built from valid names stay below it
+/// (`PREFIX` + stage + sequence + kind); the database indexes types, and PostgreSQL refuses
+/// index entries of more than about 2.7 kB, so a longer one is refused at the door.
+pub const TYPE_MAX: usize = 512;
+
+/// An event type the control plane can store: not empty, at most [`TYPE_MAX`] bytes.
+pub fn check(field: &str, ty: &str) -> Result<(), String> {
+    if ty.is_empty() {
+        return Err(format!("{field} is required, e.g. sh.keptn.event.dev.delivery.triggered"));
+    }
+    crate::event::check_length(field, ty, TYPE_MAX)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventType {
     /// `sh.keptn.event.<task>.<kind>`
@@ -58,5 +71,14 @@ mod tests {
         assert!(matches!(EventType::parse("sh.keptn.event.test.status.changed"), EventType::Sequence { .. }));
         assert_eq!(EventType::parse("sh.keptn.log.error"), EventType::Other);
         assert_eq!(EventType::parse("sh.keptn.event..x"), EventType::Other);
+    }
+
+    #[test]
+    fn limits() {
+        let longest_built = sequence(&"s".repeat(200), &"q".repeat(200), "triggered");
+        assert!(check("type", &longest_built).is_ok());
+        assert!(check("type", "").unwrap_err().contains("required"));
+        let e = check("type", &"x".repeat(8000)).unwrap_err();
+        assert!(e.contains("type") && e.contains("8000") && e.contains("at most 512"), "{e}");
     }
 }

@@ -2,6 +2,11 @@
 
 pub const PROJECT_NAME_MAX: usize = 200;
 pub const SERVICE_NAME_MAX: usize = 43;
+/// keptn has no limit of its own; ours keeps every event type built from a stage, a sequence
+/// and a kind within [`crate::event_type::TYPE_MAX`], and so within the database's index limits.
+pub const STAGE_NAME_MAX: usize = 200;
+/// Sequence and task names (each becomes part of event types).
+pub const EVENT_SEGMENT_MAX: usize = 200;
 
 /// keptn's entity name: lowercase letters, digits and `-`, starting with a letter, not ending with `-`.
 fn is_entity_name(name: &str) -> bool {
@@ -17,7 +22,7 @@ pub fn check_project(name: &str) -> Result<(), String> {
 }
 
 pub fn check_stage(name: &str) -> Result<(), String> {
-    check_entity("stage", name, usize::MAX)
+    check_entity("stage", name, STAGE_NAME_MAX)
 }
 
 fn check_entity(what: &str, name: &str, max: usize) -> Result<(), String> {
@@ -25,7 +30,11 @@ fn check_entity(what: &str, name: &str, max: usize) -> Result<(), String> {
         return Err(format!("{what} name must not be empty"));
     }
     if name.len() > max {
-        return Err(format!("{what} name {name:?} is {} characters long; at most {max} are allowed", name.len()));
+        return Err(format!(
+            "{what} name {:?}… is {} characters long; at most {max} are allowed",
+            crate::event::prefix(name),
+            name.len()
+        ));
     }
     if !is_entity_name(name) {
         return Err(format!(
@@ -41,7 +50,8 @@ pub fn check_service(name: &str) -> Result<(), String> {
     }
     if name.len() > SERVICE_NAME_MAX {
         return Err(format!(
-            "service name {name:?} is {} characters long; at most {SERVICE_NAME_MAX} are allowed",
+            "service name {:?}… is {} characters long; at most {SERVICE_NAME_MAX} are allowed",
+            crate::event::prefix(name),
             name.len()
         ));
     }
@@ -59,6 +69,13 @@ pub fn check_service(name: &str) -> Result<(), String> {
 pub fn check_event_segment(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} name must not be empty"));
+    }
+    if name.len() > EVENT_SEGMENT_MAX {
+        return Err(format!(
+            "{what} name {:?}… is {} characters long; at most {EVENT_SEGMENT_MAX} are allowed",
+            crate::event::prefix(name),
+            name.len()
+        ));
     }
     if name.contains('.') || name.chars().any(char::is_whitespace) || name.contains('/') {
         return Err(format!(
@@ -84,5 +101,14 @@ mod tests {
         assert!(check_service(&"a".repeat(44)).unwrap_err().contains("at most 43"));
         assert!(check_service("carts").is_ok());
         assert!(check_event_segment("task", "deploy.x").is_err());
+        assert!(check_stage(&"a".repeat(200)).is_ok());
+        assert!(check_stage(&"a".repeat(201)).unwrap_err().contains("at most 200"));
+        assert!(check_event_segment("task", &"a".repeat(200)).is_ok());
+        let long = check_event_segment("task", &"a".repeat(3000)).unwrap_err();
+        assert!(
+            long.contains("task name") && long.contains("3000 characters") && long.contains("at most 200"),
+            "{long}"
+        );
+        assert!(long.len() < 200, "the message quotes a prefix, not the whole name: {long}");
     }
 }

@@ -65,6 +65,9 @@ fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
     if event.datacontenttype.is_none() {
         event.datacontenttype = Some("application/json".into());
     }
+    // What cannot be stored is refused here, the same on every database, before it reaches the
+    // writer (where it would fail the batch it shares with other clients' events).
+    event.check_limits().map_err(ApiError::bad_request)?;
     match EventType::parse(&event.ty) {
         EventType::Sequence { stage, kind, .. } if kind == "triggered" => {
             for field in ["project", "service"] {
