@@ -13,9 +13,11 @@ use keptn_spec::{KeptnEvent, Shipyard};
 use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
 use std::collections::HashMap;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 const MAX_BATCH: usize = 1024;
+/// How often a failing writer tries a probe write while no commands arrive.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commits between SQLite checkpoints (taken off the writer's path by a helper task).
 const CHECKPOINT_EVERY: u64 = 100;
 
@@ -34,7 +36,7 @@ pub enum WriteCmd {
         context: String,
         stage: Option<String>,
         action: Control,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: Option<Reply>,
     },
     SetShipyard {
         project: String,
@@ -49,16 +51,33 @@ pub enum WriteCmd {
     },
     DeleteProject {
         project: String,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: Option<Reply>,
     },
+}
+
+impl WriteCmd {
+    fn take_reply(&mut self) -> Option<Reply> {
+        match self {
+            WriteCmd::Ingest { reply, .. }
+            | WriteCmd::Control { reply, .. }
+            | WriteCmd::DeleteProject { reply, .. } => reply.take(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<WriteCmd>,
+    health: watch::Receiver<Health>,
 }
 
 impl WriterHandle {
+    /// Whether the writer's last commit (or probe) succeeded.
+    pub fn health(&self) -> Health {
+        self.health.borrow().clone()
+    }
+
     /// A handle that does not keep the writer alive (for background tasks).
     pub fn downgrade(&self) -> mpsc::WeakSender<WriteCmd> {
         self.tx.downgrade()
@@ -87,7 +106,7 @@ impl WriterHandle {
         stage: Option<String>,
         action: Control,
     ) -> Result<(), ApiError> {
-        self.ask(|reply| WriteCmd::Control { project, context, stage, action, reply }).await
+        self.ask(|reply| WriteCmd::Control { project, context, stage, action, reply: Some(reply) }).await
     }
 
     pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), ApiError> {
@@ -99,7 +118,7 @@ impl WriterHandle {
     }
 
     pub async fn delete_project(&self, project: String) -> Result<(), ApiError> {
-        self.ask(|reply| WriteCmd::DeleteProject { project, reply }).await
+        self.ask(|reply| WriteCmd::DeleteProject { project, reply: Some(reply) }).await
     }
 }
 
@@ -116,6 +135,7 @@ pub struct Writer {
     revisions: HashMap<String, String>,
     commits: u64,
     checkpoint: mpsc::Sender<()>,
+    health: watch::Sender<Health>,
 }
 
 /// What one batch produced, applied only after a successful commit.
@@ -123,9 +143,41 @@ pub struct Writer {
 struct Produced {
     outgoing: Vec<Outgoing>,
     timers: Vec<(i64, Timer)>,
-    replies: Vec<(Reply, Result<(), ApiError>)>,
     hops: Vec<Instant>,
-    deletes: Vec<(String, oneshot::Sender<Result<(), ApiError>>)>,
+    /// Per command: a project deletion, answered after the commit by the deletion itself.
+    deletes: Vec<bool>,
+}
+
+/// Whether the writer can commit: what `/ready` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Health {
+    #[default]
+    Ready,
+    /// Commits fail since then (ms); the last error.
+    Failing { since_ms: i64, reason: String },
+}
+
+fn answer(reply: &mut Option<Reply>, result: Result<(), ApiError>) {
+    if let Some(r) = reply.take() {
+        let _ = r.send(result);
+    }
+}
+
+/// Answers the caller of a command whose commit failed; a project deletion is answered by the
+/// deletion, which runs after the batch either way.
+fn fail(cmd: &WriteCmd, reply: &mut Option<Reply>, e: &StoreError) {
+    if !matches!(cmd, WriteCmd::DeleteProject { .. }) {
+        answer(reply, Err(commit_error(e)));
+    }
+}
+
+/// What a caller of a failed commit hears: its value refused (400), or storage failing (503).
+fn commit_error(e: &StoreError) -> ApiError {
+    if e.is_data_error() {
+        ApiError::bad_request(format!("the database refused a value of this request, nothing was stored: {e}"))
+    } else {
+        ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))
+    }
 }
 
 /// Time-ordered UUIDs (v7): new ids land at the end of the id and context indexes, so a commit
@@ -159,6 +211,7 @@ impl Writer {
             revisions,
             commits: 0,
             checkpoint,
+            health: watch::Sender::new(Health::Ready),
         })
     }
 
@@ -180,7 +233,7 @@ impl Writer {
     /// Starts the writer task; timers are armed for the restored state.
     pub fn spawn(mut self) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<WriteCmd>(4096);
-        let handle = WriterHandle { tx };
+        let handle = WriterHandle { tx, health: self.health.subscribe() };
         // Timers hold only a weak handle, so dropping the last API handle still stops the writer.
         let timers = crate::timers::spawn(handle.tx.downgrade());
         for (at, timer) in self.engine.timers() {
@@ -189,7 +242,21 @@ impl Writer {
         self.timers = Some(timers);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            loop {
+                let received = if *self.health.borrow() == Health::Ready {
+                    rx.recv_many(&mut batch, MAX_BATCH).await
+                } else {
+                    tokio::select! {
+                        n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                        _ = tokio::time::sleep(PROBE_EVERY) => {
+                            self.probe().await;
+                            continue;
+                        }
+                    }
+                };
+                if received == 0 {
+                    break;
+                }
                 m::writer_queue(batch.len(), rx.len());
                 self.run_batch(std::mem::take(&mut batch)).await;
             }
@@ -197,68 +264,131 @@ impl Writer {
         (handle, task)
     }
 
-    async fn run_batch(&mut self, batch: Vec<WriteCmd>) {
-        let mut produced = Produced::default();
-        let outcome = self.apply(batch, &mut produced).await;
-        match outcome {
-            Ok(()) => {
-                self.commits += 1;
-                if self.commits.is_multiple_of(CHECKPOINT_EVERY) {
-                    let _ = self.checkpoint.try_send(()); // one pending request is enough
-                }
-                if !produced.outgoing.is_empty() {
-                    m::events_out(produced.outgoing.len());
-                    let _ = self.dispatch.send(std::mem::take(&mut produced.outgoing));
-                }
-                for started in &produced.hops {
-                    m::task_hop(started.elapsed());
-                }
-                if let Some(t) = &self.timers {
-                    for (at, timer) in produced.timers.drain(..) {
-                        t.arm(at, timer);
-                    }
-                }
-                for (reply, result) in produced.replies {
-                    let _ = reply.send(result);
-                }
-            }
+    async fn run_batch(&mut self, mut batch: Vec<WriteCmd>) {
+        // Replies are taken out first, so every caller is answered whatever fails below.
+        let mut replies: Vec<Option<Reply>> = batch.iter_mut().map(WriteCmd::take_reply).collect();
+        match self.commit(&batch).await {
+            Ok(produced) => self.committed(produced, &mut replies),
             Err(e) => {
-                tracing::error!(error = %e, "write transaction failed; reloading state from the store");
-                for (reply, _) in produced.replies {
-                    let _ = reply
-                        .send(Err(ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))));
-                }
-                match Self::restore_engine(&self.store, &self.engine_config).await {
-                    Ok(engine) => {
-                        self.engine = engine;
-                        for (project, commit) in &self.revisions {
-                            self.engine.set_revision(project, commit);
-                        }
-                        // Timers armed in the failed batch were never armed; re-derive them all
-                        // (a stale duplicate is ignored by the engine).
-                        if let Some(t) = &self.timers {
-                            for (at, timer) in self.engine.timers() {
-                                t.arm(at, timer);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "could not reload state"),
-                }
-                if let Ok(max) = self.store.max_event_seq().await {
-                    self.next_seq = max + 1;
+                self.failed(&e).await;
+                if batch.len() == 1 {
+                    fail(&batch[0], &mut replies[0], &e);
+                } else {
+                    // One command's value can fail the whole batch (a database limit): run the
+                    // commands again one by one, so only the culprit gets the error.
+                    tracing::warn!(commands = batch.len(), "retrying the failed batch's commands one by one");
+                    self.isolate(&batch, &mut replies, e).await;
                 }
             }
         }
-        for (project, reply) in produced.deletes {
-            let result = self.store.delete_project(&project).await.map_err(ApiError::from);
-            self.engine.remove_project(&project);
-            self.revisions.remove(&project);
-            let _ = reply.send(result);
+        for (i, cmd) in batch.iter().enumerate() {
+            if let WriteCmd::DeleteProject { project, .. } = cmd {
+                let result = self.store.delete_project(project).await.map_err(ApiError::from);
+                self.engine.remove_project(project);
+                self.revisions.remove(project);
+                answer(&mut replies[i], result);
+            }
         }
         m::sequences(self.engine.executions().map(|e| e.state.as_str()));
     }
 
-    async fn apply(&mut self, batch: Vec<WriteCmd>, out: &mut Produced) -> Result<(), StoreError> {
+    /// Commits each command of a failed batch alone. A failure the database would repeat for
+    /// any write (a full disk, a lost connection) ends the retry: the rest get that error.
+    async fn isolate(&mut self, batch: &[WriteCmd], replies: &mut [Option<Reply>], first: StoreError) {
+        let mut systemic: Option<StoreError> = None;
+        for (i, cmd) in batch.iter().enumerate() {
+            if let Some(e) = &systemic {
+                fail(cmd, &mut replies[i], e);
+                continue;
+            }
+            match self.commit(std::slice::from_ref(cmd)).await {
+                Ok(produced) => self.committed(produced, &mut replies[i..=i]),
+                Err(e) => {
+                    self.failed(&e).await;
+                    fail(cmd, &mut replies[i], &e);
+                    if !e.is_data_error() {
+                        systemic = Some(e);
+                    }
+                }
+            }
+        }
+        if systemic.is_none() && !first.is_data_error() {
+            tracing::info!(error = %first, "the batch's commands committed one by one after the batch failed");
+        }
+    }
+
+    /// After a commit: publish, arm timers, answer the callers.
+    fn committed(&mut self, mut produced: Produced, replies: &mut [Option<Reply>]) {
+        self.health.send_if_modified(|h| std::mem::replace(h, Health::Ready) != Health::Ready);
+        self.commits += 1;
+        if self.commits.is_multiple_of(CHECKPOINT_EVERY) {
+            let _ = self.checkpoint.try_send(()); // one pending request is enough
+        }
+        if !produced.outgoing.is_empty() {
+            m::events_out(produced.outgoing.len());
+            let _ = self.dispatch.send(std::mem::take(&mut produced.outgoing));
+        }
+        for started in &produced.hops {
+            m::task_hop(started.elapsed());
+        }
+        if let Some(t) = &self.timers {
+            for (at, timer) in produced.timers.drain(..) {
+                t.arm(at, timer);
+            }
+        }
+        for (reply, cmd_is_delete) in replies.iter_mut().zip(produced.deletes.iter()) {
+            if !cmd_is_delete {
+                answer(reply, Ok(()));
+            }
+        }
+    }
+
+    /// After a failed commit: nothing of it happened, so the engine is reloaded from the store.
+    async fn failed(&mut self, e: &StoreError) {
+        tracing::error!(error = %e, "write transaction failed; reloading state from the store");
+        if !e.is_data_error() {
+            self.health.send_replace(Health::Failing { since_ms: now_ms(), reason: e.to_string() });
+        }
+        match Self::restore_engine(&self.store, &self.engine_config).await {
+            Ok(engine) => {
+                self.engine = engine;
+                for (project, commit) in &self.revisions {
+                    self.engine.set_revision(project, commit);
+                }
+                // Timers armed in the failed batch were never armed; re-derive them all
+                // (a stale duplicate is ignored by the engine).
+                if let Some(t) = &self.timers {
+                    for (at, timer) in self.engine.timers() {
+                        t.arm(at, timer);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not reload state"),
+        }
+        if let Ok(max) = self.store.max_event_seq().await {
+            self.next_seq = max + 1;
+        }
+    }
+
+    /// While commits fail, a probe write tells when the database takes writes again.
+    async fn probe(&mut self) {
+        match self.store.probe_write(now_ms()).await {
+            Ok(()) => {
+                tracing::info!("the database takes writes again; the writer is ready");
+                self.health.send_replace(Health::Ready);
+            }
+            Err(e) => self.health.send_modify(|h| {
+                if let Health::Failing { reason, .. } = h {
+                    *reason = e.to_string();
+                }
+            }),
+        }
+    }
+
+    /// Runs the commands through the engine and commits everything they change in one
+    /// transaction. Nothing leaves the writer before the commit succeeded.
+    async fn commit(&mut self, batch: &[WriteCmd]) -> Result<Produced, StoreError> {
+        let mut out = Produced { deletes: vec![false; batch.len()], ..Produced::default() };
         let mut tx = self.store.begin().await?;
         let incoming: Vec<String> = batch
             .iter()
@@ -269,14 +399,10 @@ impl Writer {
             .collect();
         let mut known = tx.existing_event_ids(&incoming).await?;
         let mut w = WriteBatch::default();
-        for cmd in batch {
+        for (i, cmd) in batch.iter().enumerate() {
             let now = now_ms();
             match cmd {
-                WriteCmd::Ingest { event, received, reply } => {
-                    // Queued first, so a failed batch answers this caller too.
-                    if let Some(r) = reply {
-                        out.replies.push((r, Ok(())));
-                    }
+                WriteCmd::Ingest { event, received, .. } => {
                     if !known.insert(event.id.clone()) {
                         continue; // duplicate id: already processed
                     }
@@ -284,41 +410,46 @@ impl Writer {
                     self.next_seq += 1;
                     m::events_in();
                     let time_ms = parse_time(&event.time).unwrap_or(now);
-                    self.record(&mut w, &event, seq, time_ms);
-                    track_standalone_task(&mut w, &event, seq, now);
+                    self.record(&mut w, event, seq, time_ms);
+                    track_standalone_task(&mut w, event, seq, now);
                     out.outgoing.push(Outgoing {
-                        event: (*event).clone(),
+                        event: (**event).clone(),
                         due_ms: now,
-                        in_outbox: self.queue(&mut w, &event, now),
+                        in_outbox: self.queue(&mut w, event, now),
                     });
-                    let effects = self.engine.handle(Input::Event(*event), now, &mut new_id);
-                    if self.apply_effects(&mut w, effects, seq, now, out) {
-                        out.hops.push(received);
+                    let effects = self.engine.handle(Input::Event((**event).clone()), now, &mut new_id);
+                    if self.apply_effects(&mut w, effects, seq, now, &mut out) {
+                        out.hops.push(*received);
                     }
                 }
                 WriteCmd::Timer(timer) => {
-                    let effects = self.engine.handle(Input::Timer(timer), now, &mut new_id);
-                    self.apply_effects(&mut w, effects, 0, now, out);
+                    let effects = self.engine.handle(Input::Timer(timer.clone()), now, &mut new_id);
+                    self.apply_effects(&mut w, effects, 0, now, &mut out);
                 }
-                WriteCmd::Control { project, context, stage, action, reply } => {
-                    out.replies.push((reply, Ok(())));
-                    let input = Input::Control { project, context, stage, action };
+                WriteCmd::Control { project, context, stage, action, .. } => {
+                    let input = Input::Control {
+                        project: project.clone(),
+                        context: context.clone(),
+                        stage: stage.clone(),
+                        action: *action,
+                    };
                     let effects = self.engine.handle(input, now, &mut new_id);
-                    self.apply_effects(&mut w, effects, 0, now, out);
+                    self.apply_effects(&mut w, effects, 0, now, &mut out);
                 }
-                WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(&project, shipyard),
-                WriteCmd::DeleteProject { project, reply } => out.deletes.push((project, reply)),
-                WriteCmd::Delivered(ids) => w.outbox_delete.extend(ids),
+                WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(project, shipyard.clone()),
+                WriteCmd::DeleteProject { .. } => out.deletes[i] = true,
+                WriteCmd::Delivered(ids) => w.outbox_delete.extend(ids.iter().cloned()),
                 WriteCmd::SetRevision { project, commit } => {
-                    self.engine.set_revision(&project, &commit);
-                    self.revisions.insert(project, commit);
+                    self.engine.set_revision(project, commit);
+                    self.revisions.insert(project.clone(), commit.clone());
                 }
             }
         }
         if !w.is_empty() {
             tx.apply(&w).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Turns engine effects into rows of the batch. Returns whether a task `.triggered` went
@@ -440,4 +571,69 @@ fn open_row(event: &KeptnEvent, seq: i64, due_ms: i64) -> OpenRow {
 
 pub fn parse_time(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(ty: &str) -> KeptnEvent {
+        KeptnEvent::new(new_id(), ty.into(), new_id(), keptn_engine::format_time(now_ms()), json!({}))
+    }
+
+    /// A command whose value the database refuses (here: an event type longer than a PostgreSQL
+    /// btree entry may be, which the API refuses before; the writer must hold without that) fails
+    /// alone: the other commands of its batch commit and their callers hear success.
+    #[tokio::test]
+    async fn a_refused_value_fails_only_its_own_command() {
+        let admin = keptn_store::testing::postgres_admin_url();
+        let (url, schema) = match keptn_store::testing::create_schema(&admin).await {
+            Ok(s) => s,
+            Err(e) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {admin} unreachable: {e}"),
+            Err(e) => return eprintln!("notice: skipping PostgreSQL test, {admin} unreachable: {e}"),
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let (dispatch, mut published) = mpsc::unbounded_channel();
+        let mut writer = Writer::load(
+            store.clone(),
+            keptn_engine::Config::default(),
+            dispatch,
+            Directory::default(),
+            HashMap::new(),
+        )
+        .await
+        .unwrap();
+        // Random text: PostgreSQL compresses index entries, so a repeated character would fit.
+        let noise: String = (0..250).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect();
+        let huge = format!("sh.keptn.event.{noise}.finished");
+        let types: Vec<String> =
+            (0..10).map(|i| if i == 4 { huge.clone() } else { format!("sh.keptn.event.t{i}.finished") }).collect();
+        let (mut batch, mut answers) = (Vec::new(), Vec::new());
+        for ty in &types {
+            let (reply, rx) = oneshot::channel();
+            let ev = event(ty);
+            answers.push((ev.id.clone(), rx));
+            batch.push(WriteCmd::Ingest { event: Box::new(ev), received: Instant::now(), reply: Some(reply) });
+        }
+        writer.run_batch(batch).await;
+        for (i, (id, rx)) in answers.into_iter().enumerate() {
+            let got = rx.await.expect("every caller is answered");
+            if i == 4 {
+                let e = got.expect_err("the oversized event fails");
+                assert_eq!(e.status, 400, "{}", e.message);
+                assert!(store.get_event(&id).await.unwrap().is_none());
+            } else {
+                assert!(got.is_ok(), "event {i}: {got:?}");
+                assert!(store.get_event(&id).await.unwrap().is_some(), "event {i} is stored");
+            }
+        }
+        let mut out = 0;
+        while let Ok(batch) = published.try_recv() {
+            out += batch.len();
+        }
+        assert_eq!(out, 9, "the nine stored events are published, the refused one is not");
+        assert_eq!(writer.health.borrow().clone(), Health::Ready, "a refused value is no storage failure");
+        let _ = keptn_store::testing::drop_schema(&admin, &schema).await;
+    }
 }

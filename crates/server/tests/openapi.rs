@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-const UNAUTHENTICATED: [&str; 2] = ["/health", "/api/health"];
+const UNAUTHENTICATED: [&str; 3] = ["/health", "/api/health", "/ready"];
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);

@@ -21,7 +21,7 @@ pub use projects::{ProjectRow, ServiceRow, ServiceStageRow};
 
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 use std::sync::Once;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,24 @@ pub enum StoreError {
     /// A stored JSON column does not parse.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The database refused a value of the statement (too long for an index, out of range, a
+    /// constraint), not the write as such: other writes would still succeed.
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(e)) = self else { return false };
+        let Some(code) = e.code() else { return false };
+        if code.len() == 5 {
+            // A PostgreSQL SQLSTATE (always five characters) of the classes data exception,
+            // integrity constraint violation, program limit exceeded (e.g. an index row larger
+            // than a btree page allows).
+            return ["22", "23", "54"].iter().any(|class| code.starts_with(class));
+        }
+        // A SQLite result code (at most four digits; extended codes keep the primary one in the
+        // low byte): TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+        code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 18 | 19 | 20 | 25))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +121,10 @@ impl Store {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(10),
         };
+        // A COMMIT that fails on a full disk is rolled back by SQLite itself; the driver's own
+        // ROLLBACK then fails and it still counts the connection as inside a transaction, so
+        // every later BEGIN on it would fail. Such a connection is replaced, never handed out.
+        let options = options.before_acquire(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
         let pool = options.connect(url).await?;
         let store = Store { pool, backend };
         migrate::run(&store).await?;
@@ -116,6 +138,19 @@ impl Store {
             self.pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
         }
         Ok(())
+    }
+
+    /// A write that commits, to learn whether the database takes writes again (after a full
+    /// disk, say): one row in `writer_probe`, rewritten.
+    pub async fn probe_write(&self, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO writer_probe (id, at_ms) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+        )
+        .bind(now_ms)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
     }
 
     pub fn backend(&self) -> Backend {

@@ -8,7 +8,10 @@
 use crate::Store;
 use sqlx::{AssertSqlSafe, Executor};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_writer_probe.sql")),
+];
 
 pub(crate) async fn run(store: &Store) -> Result<(), sqlx::Error> {
     store.pool.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)").await?;

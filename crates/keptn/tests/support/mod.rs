@@ -76,9 +76,18 @@ impl TestServer {
         task_start_timeout: Duration,
         quality_gates: keptn_server::QualityGates,
     ) -> Option<TestServer> {
+        Self::start_in(db, tempfile::tempdir().unwrap(), task_start_timeout, quality_gates).await
+    }
+
+    /// A server whose data dir is `dir` (a filesystem the test prepared, say).
+    pub async fn start_in(
+        db: Db,
+        dir: tempfile::TempDir,
+        task_start_timeout: Duration,
+        quality_gates: keptn_server::QualityGates,
+    ) -> Option<TestServer> {
         install_crypto();
         let (database_url, pg) = database(db).await?;
-        let dir = tempfile::tempdir().unwrap();
         let token = "test-token-0123456789".to_string();
         let config = ServerConfig {
             data_dir: dir.path().to_path_buf(),

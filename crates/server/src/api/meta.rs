@@ -2,6 +2,7 @@
 
 use super::Shared;
 use crate::error::ApiError;
+use crate::writer::Health;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -10,6 +11,19 @@ use serde_json::{Value, json};
 
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "OK" }))
+}
+
+/// Readiness: 200 while the writer commits, 503 with the reason while it cannot (a full disk,
+/// a lost database). It recovers by itself once the database takes writes again.
+pub async fn ready(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    match state.writer.health() {
+        Health::Ready => Ok(Json(json!({ "status": "OK" }))),
+        Health::Failing { since_ms, reason } => Err(ApiError::unavailable(format!(
+            "not ready: the writer cannot commit since {} ({reason}); writes answer 503 until the database \
+             takes writes again (free disk space, check the database), then it recovers by itself",
+            keptn_engine::format_time(since_ms)
+        ))),
+    }
 }
 
 pub async fn auth() -> Json<Value> {

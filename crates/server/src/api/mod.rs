@@ -115,6 +115,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(meta::health))
         .route("/api/health", get(meta::health))
+        .route("/ready", get(meta::ready))
         .merge(authed)
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
