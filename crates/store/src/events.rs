@@ -64,9 +64,30 @@ pub struct EventQuery {
     /// Leaves out events whose non-empty `triggeredid` is the `triggeredid` of an event of this
     /// type in the same project (e.g. `sh.keptn.event.evaluation.invalidated`).
     pub exclude_triggered_by: Option<String>,
+    /// Only events after this one in the listing order (keyset paging): older, or as old with a
+    /// lower seq. Combines with `offset` (rows skipped after the cursor).
+    pub after: Option<EventCursor>,
     pub offset: i64,
     /// ≤ 0: no limit.
     pub limit: i64,
+}
+
+/// A position in the datastore's listing order (`time_ms` desc, then seq desc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub time_ms: i64,
+    pub seq: i64,
+}
+
+/// One page of [`Store::page_events`].
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<Value>,
+    /// The last event's position when more events follow, `None` on the last page.
+    pub next: Option<EventCursor>,
+    /// Matching events from this page's start on, counted up to the cap the caller gave: exact
+    /// when below the cap, otherwise at least the cap.
+    pub remaining: i64,
 }
 
 /// Filters of the pull API (`GET /v1/event/triggered/{type}`).
@@ -120,7 +141,36 @@ impl Store {
         if q.root {
             sql.push(" AND e.seq = (SELECT MIN(f.seq) FROM events f WHERE f.context = e.context)");
         }
+        if let Some(c) = q.after {
+            let (t, s) = (sql.int(c.time_ms), sql.int(c.seq));
+            // A row comparison both databases answer from the (…, time_ms, seq) indexes.
+            sql.push(&format!(" AND (e.time_ms, e.seq) < ({t}, {s})"));
+        }
         sql
+    }
+
+    /// One page of the matching events, newest first, read with keyset paging from `q.after`:
+    /// it costs the page's rows (plus at most `count_cap` index entries for `remaining`), not the
+    /// history's size. `q.offset` still skips rows (keptn's numeric page keys).
+    pub async fn page_events(&self, q: &EventQuery, count_cap: i64) -> Result<EventPage, StoreError> {
+        let limit = q.limit.max(1);
+        let mut sql = Self::event_filter(q);
+        sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(q.offset, limit + 1);
+        let mut rows = sql.fetch_all(&self.pool).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next = match rows.last() {
+            Some(last) if more => Some(EventCursor { time_ms: last.try_get("time_ms")?, seq: last.try_get("seq")? }),
+            _ => None,
+        };
+        let remaining = if !more {
+            rows.len() as i64
+        } else {
+            let mut counted = Self::event_filter(q);
+            counted.page(q.offset, count_cap.max(limit + 1));
+            counted.count(&self.pool).await?
+        };
+        Ok(EventPage { events: rows.iter().map(body).collect::<Result<_, _>>()?, next, remaining })
     }
 
     /// Matching event bodies, newest first (`time_ms` desc, then seq desc), and the total count.
@@ -141,13 +191,9 @@ impl Store {
         F: FnMut(Value) -> bool,
     {
         let batch = batch.max(1);
-        let mut after: Option<(i64, i64)> = None;
+        let mut q = q.clone();
         loop {
-            let mut sql = Self::event_filter(q);
-            if let Some((time_ms, seq)) = after {
-                let (t1, t2, s) = (sql.int(time_ms), sql.int(time_ms), sql.int(seq));
-                sql.push(&format!(" AND (e.time_ms < {t1} OR (e.time_ms = {t2} AND e.seq < {s}))"));
-            }
+            let mut sql = Self::event_filter(&q);
             sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(0, batch);
             let rows = sql.fetch_all(&self.pool).await?;
             for r in &rows {
@@ -157,7 +203,7 @@ impl Store {
             }
             match rows.last() {
                 Some(last) if rows.len() as i64 == batch => {
-                    after = Some((last.try_get("time_ms")?, last.try_get("seq")?))
+                    q.after = Some(EventCursor { time_ms: last.try_get("time_ms")?, seq: last.try_get("seq")? })
                 }
                 _ => return Ok(()),
             }

@@ -15,7 +15,7 @@ pub mod testing;
 mod uniform;
 
 pub use batch::{OpenRow, ScopeKey, WriteBatch};
-pub use events::{EventField, EventQuery, OpenTriggeredQuery};
+pub use events::{EventCursor, EventField, EventPage, EventQuery, OpenTriggeredQuery};
 pub use executions::{ContextQuery, ExecutionQuery};
 pub use projects::{ProjectRow, ServiceRow, ServiceStageRow};
 

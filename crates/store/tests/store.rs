@@ -109,6 +109,7 @@ suite!(
     projects_and_services,
     events_dedup,
     query_events_filters_pages_orders,
+    page_events_keyset,
     query_events_any_of_and_invalidated,
     scan_events_batches_newest_first,
     dropped_tx_rolls_back,
@@ -275,6 +276,90 @@ async fn events_dedup(db: &TestDb) {
     let stored = s.get_event("e1").await.unwrap().unwrap();
     assert_eq!(stored, serde_json::to_value(&ev).unwrap());
     assert!(s.get_event("e2").await.unwrap().is_none());
+}
+
+/// Keyset pages of [`Store::page_events`]: following `next` visits every matching event once,
+/// newest first (ties on time by seq), whatever the page size, while new events arrive; counts
+/// are exact below the cap and capped above it.
+async fn page_events_keyset(db: &TestDb) {
+    let s = &db.store;
+    let mut rows = Vec::new();
+    for seq in 1..=230i64 {
+        let project = if seq % 3 == 0 { "q" } else { "p" };
+        let stage = if seq % 2 == 0 { "dev" } else { "prod" };
+        let ctx = format!("c{}", seq % 7);
+        // Groups of four events share a time, so the order inside them comes from seq.
+        let time_ms = 10_000 + (seq / 4) * 10;
+        rows.push((seq, event(&format!("e{seq}"), "sh.keptn.event.t.finished", project, stage, "svc", &ctx), time_ms));
+    }
+    insert_events(s, &rows).await;
+    let expected = |keep: &dyn Fn(&(i64, KeptnEvent, i64)) -> bool| {
+        let mut m: Vec<_> = rows.iter().filter(|r| keep(r)).collect();
+        m.sort_by(|a, b| (b.2, b.0).cmp(&(a.2, a.0)));
+        m.iter().map(|r| r.1.id.clone()).collect::<Vec<_>>()
+    };
+    let walk = |q: EventQuery, cap: i64| async move {
+        let (mut seen, mut counts, mut q) = (Vec::new(), Vec::new(), q);
+        loop {
+            let page = s.page_events(&q, cap).await.unwrap();
+            assert!(page.events.len() as i64 <= q.limit);
+            counts.push(page.remaining);
+            seen.extend(ids(&page.events).into_iter().map(str::to_string));
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        (seen, counts)
+    };
+    for limit in [1, 7, 20, 100] {
+        let q = EventQuery { project: Some("p".into()), limit, ..Default::default() };
+        let (seen, counts) = walk(q, 10_000).await;
+        let want = expected(&|r| r.1.project() == "p");
+        assert_eq!(seen, want, "page size {limit}: every event once, in order");
+        assert_eq!(counts[0], want.len() as i64, "exact count below the cap");
+        assert_eq!(*counts.last().unwrap(), (want.len() as i64 - 1) % limit + 1, "the last page counts itself");
+    }
+    let q = EventQuery {
+        project: Some("p".into()),
+        stage: Some("dev".into()),
+        context: Some("c3".into()),
+        limit: 4,
+        ..Default::default()
+    };
+    let (seen, _) = walk(q, 10_000).await;
+    let want = expected(&|r| r.1.project() == "p" && r.1.stage() == "dev" && r.1.shkeptncontext == "c3");
+    assert!(!want.is_empty());
+    assert_eq!(seen, want, "filters combine with keyset paging");
+    let q = EventQuery {
+        context: Some("c5".into()),
+        from_ms: Some(10_200),
+        before_ms: Some(10_400),
+        limit: 3,
+        ..Default::default()
+    };
+    let (seen, _) = walk(q, 10_000).await;
+    assert_eq!(seen, expected(&|r| r.1.shkeptncontext == "c5" && r.2 > 10_200 && r.2 < 10_400));
+
+    // A capped count says "at least the cap"; the listing itself is unaffected.
+    let q = EventQuery { project: Some("p".into()), limit: 10, ..Default::default() };
+    let (seen, counts) = walk(q, 50).await;
+    assert_eq!(seen.len(), expected(&|r| r.1.project() == "p").len());
+    assert_eq!(counts[0], 50);
+
+    // Events stored between two pages (newer ones) neither repeat nor shift the next page.
+    let q = EventQuery { project: Some("p".into()), limit: 10, ..Default::default() };
+    let first = s.page_events(&q, 1000).await.unwrap();
+    let newer: Vec<_> = (231..=240i64)
+        .map(|seq| (seq, event(&format!("e{seq}"), "sh.keptn.event.t.finished", "p", "dev", "svc", "c0"), 99_999))
+        .collect();
+    insert_events(s, &newer).await;
+    let second = s.page_events(&EventQuery { after: first.next, ..q.clone() }, 1000).await.unwrap();
+    let want = expected(&|r| r.1.project() == "p");
+    assert_eq!(ids(&second.events), want[10..20].iter().map(String::as_str).collect::<Vec<_>>());
+    // keptn's numeric page keys (an offset) still work; offsets do shift with new events.
+    let by_offset = s.page_events(&EventQuery { offset: 20, ..q }, 1000).await.unwrap();
+    assert_eq!(ids(&by_offset.events), ids(&second.events), "10 newer + the first page precede");
 }
 
 async fn query_events_filters_pages_orders(db: &TestDb) {

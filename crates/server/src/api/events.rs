@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use keptn_engine::format_time;
 use keptn_spec::event_type::{self, EventType};
 use keptn_spec::{KeptnEvent, duration};
-use keptn_store::{EventField, EventQuery, OpenTriggeredQuery};
+use keptn_store::{EventCursor, EventField, EventPage, EventQuery, OpenTriggeredQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -132,8 +132,47 @@ fn nonempty(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.is_empty())
 }
 
+/// `totalCount` counts at most this many events from a page's start on (see docs/compatibility.md):
+/// a page then costs the same at a million stored events as at a thousand.
+const COUNT_CAP: i64 = 1000;
+
+/// Where a datastore page starts: events before it (for `totalCount`) and the keyset position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageKey {
+    before: i64,
+    after: Option<EventCursor>,
+    /// Rows to skip after `after`: keptn's plain numeric keys (an offset), still accepted.
+    skip: i64,
+}
+
+/// Our keys read `<events before>_<time_ms>_<seq>` (opaque to clients, as keptn's are); a plain
+/// number is an offset as keptn's datastore made them; empty or "0" is the first page.
+fn parse_page_key(key: Option<&str>) -> ApiResult<PageKey> {
+    let invalid =
+        |k: &str| ApiError::bad_request(format!("nextPageKey {k:?} is invalid; pass the value of a previous response"));
+    let Some(k) = key.filter(|k| !k.is_empty()) else { return Ok(PageKey { before: 0, after: None, skip: 0 }) };
+    let nums: Vec<i64> = k
+        .split('_')
+        .map(|n| n.parse::<i64>().ok().filter(|n| *n >= 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| invalid(k))?;
+    match nums[..] {
+        [offset] => Ok(PageKey { before: offset, after: None, skip: offset }),
+        [before, time_ms, seq] => Ok(PageKey { before, after: Some(EventCursor { time_ms, seq }), skip: 0 }),
+        _ => Err(invalid(k)),
+    }
+}
+
+fn page_key_after(key: PageKey, page: &EventPage) -> String {
+    match page.next {
+        Some(c) => format!("{}_{}_{}", key.before + page.events.len() as i64, c.time_ms, c.seq),
+        None => "0".into(),
+    }
+}
+
 pub async fn datastore_events(State(state): State<Shared>, Query(p): Query<DatastoreParams>) -> ApiResult<Json<Value>> {
-    let page = Page::parse(p.page_size.as_deref(), p.next_page_key.as_deref(), 100)?;
+    let page = Page::parse(p.page_size.as_deref(), None, 100)?;
+    let key = parse_page_key(p.next_page_key.as_deref())?;
     let q = EventQuery {
         project: nonempty(&p.project),
         stage: nonempty(&p.stage),
@@ -145,13 +184,16 @@ pub async fn datastore_events(State(state): State<Shared>, Query(p): Query<Datas
         from_ms: time_param("fromTime", p.from_time.as_deref())?,
         before_ms: time_param("beforeTime", p.before_time.as_deref())?,
         root: p.root.as_deref().is_some_and(|r| !r.is_empty()),
-        offset: page.offset,
+        after: key.after,
+        offset: key.skip,
         limit: page.limit,
         ..EventQuery::default()
     };
-    let (events, total) = state.store.query_events(&q).await?;
+    let found = state.store.page_events(&q, COUNT_CAP).await?;
+    let next = page_key_after(key, &found);
+    let total = key.before + found.remaining;
     Ok(Json(
-        json!({ "events": events, "nextPageKey": page.next_key(total), "pageSize": events.len(), "totalCount": total }),
+        json!({ "events": found.events, "nextPageKey": next, "pageSize": found.events.len(), "totalCount": total }),
     ))
 }
 
@@ -331,6 +373,31 @@ pub async fn open_triggered(
     Ok(Json(
         json!({ "events": events, "nextPageKey": page.next_key(total), "pageSize": events.len(), "totalCount": total }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_keys() {
+        let first = PageKey { before: 0, after: None, skip: 0 };
+        assert_eq!(parse_page_key(None).unwrap(), first);
+        assert_eq!(parse_page_key(Some("0")).unwrap(), first);
+        assert_eq!(parse_page_key(Some("40")).unwrap(), PageKey { before: 40, after: None, skip: 40 });
+        let cursor = EventCursor { time_ms: 1700000000000, seq: 17 };
+        assert_eq!(
+            parse_page_key(Some("20_1700000000000_17")).unwrap(),
+            PageKey { before: 20, after: Some(cursor), skip: 0 }
+        );
+        for bad in ["x", "-1", "1_2", "1_2_3_4", "1__2", "1_2_x"] {
+            assert_eq!(parse_page_key(Some(bad)).unwrap_err().status, 400, "{bad}");
+        }
+        let page = EventPage { events: vec![json!({}); 20], next: Some(cursor), remaining: 1000 };
+        assert_eq!(page_key_after(first, &page), "20_1700000000000_17");
+        let last = EventPage { next: None, ..page };
+        assert_eq!(page_key_after(first, &last), "0");
+    }
 }
 
 #[derive(Deserialize, Default)]
