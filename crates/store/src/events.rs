@@ -118,7 +118,12 @@ impl Store {
 
     /// `SELECT … FROM events e WHERE <the query's filters>` (no order, no paging).
     fn event_filter(q: &EventQuery) -> Sql {
-        let mut sql = Sql::new("SELECT e.body, e.time_ms, e.seq FROM events e WHERE 1 = 1");
+        Self::event_filter_of(q, "e.body, e.time_ms, e.seq")
+    }
+
+    /// The same with other columns: counts select no body, so an index can answer them.
+    fn event_filter_of(q: &EventQuery, columns: &str) -> Sql {
+        let mut sql = Sql::new(&format!("SELECT {columns} FROM events e WHERE 1 = 1"));
         sql.eq("e.project", q.project.as_deref())
             .eq("e.stage", q.stage.as_deref())
             .eq("e.service", q.service.as_deref())
@@ -166,8 +171,10 @@ impl Store {
         let remaining = if !more {
             rows.len() as i64
         } else {
-            let mut counted = Self::event_filter(q);
-            counted.page(q.offset, count_cap.max(limit + 1));
+            // Ordered like the page, so the database walks the same index and stops at the cap
+            // (unordered, PostgreSQL may bitmap-scan every matching index entry).
+            let mut counted = Self::event_filter_of(q, "e.seq");
+            counted.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(q.offset, count_cap.max(limit + 1));
             counted.count(&self.pool).await?
         };
         Ok(EventPage { events: rows.iter().map(body).collect::<Result<_, _>>()?, next, remaining })

@@ -295,7 +295,7 @@ async fn page_events_keyset(db: &TestDb) {
     insert_events(s, &rows).await;
     let expected = |keep: &dyn Fn(&(i64, KeptnEvent, i64)) -> bool| {
         let mut m: Vec<_> = rows.iter().filter(|r| keep(r)).collect();
-        m.sort_by(|a, b| (b.2, b.0).cmp(&(a.2, a.0)));
+        m.sort_by_key(|r| std::cmp::Reverse((r.2, r.0)));
         m.iter().map(|r| r.1.id.clone()).collect::<Vec<_>>()
     };
     let walk = |q: EventQuery, cap: i64| async move {
