@@ -1,7 +1,8 @@
 //! `keptn bench`: starts a real `keptn server` (this binary, embedded defaults, fresh data dir)
 //! in a child process and measures it over HTTP: start time, idle RSS, durable ingestion,
 //! task hop latency with a push integration, a 3-stage delivery end to end, sustained
-//! sequences per second. Prints figures; asserts nothing.
+//! sequences per second, quality gates, and the datastore listing over a long history (1 M
+//! events bulk-inserted through the store). Prints figures; asserts nothing.
 
 use anyhow::{Context as _, bail};
 use axum::Json;
@@ -38,6 +39,16 @@ pub struct BenchArgs {
     /// Database URL for the server under test (default: SQLite in a temp dir).
     #[arg(long)]
     database_url: Option<String>,
+    /// Events stored for the datastore query run (bulk-inserted through the store into a
+    /// fresh database: a new schema on PostgreSQL); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    datastore_events: usize,
+    /// Run only the datastore query run.
+    #[arg(long)]
+    datastore_only: bool,
+    /// Requests per datastore query figure.
+    #[arg(long, default_value_t = 300)]
+    datastore_queries: usize,
 }
 
 const TOKEN: &str = "bench-token";
@@ -193,35 +204,48 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+/// Starts `keptn server` on a free port with this data dir (and database); returns once
+/// `/health` answers, with the time that took.
+async fn spawn_server(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    http: &reqwest::Client,
+) -> anyhow::Result<(Server, String, Duration)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("http://127.0.0.1:{port}");
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .env("KEPTN_API_TOKEN", TOKEN)
         .env("KEPTN_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if let Some(db) = &args.database_url {
+    if let Some(db) = database_url {
         cmd.env("KEPTN_DATABASE_URL", db);
     }
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
     let started = Instant::now();
     let server = Server(cmd.spawn().context("cannot start the server")?);
     loop {
         if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
             break;
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > Duration::from_secs(60) {
             bail!("server did not start");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let start_time = started.elapsed();
+    Ok((server, url, started.elapsed()))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
+    if args.datastore_only {
+        return datastore(&args, &http).await;
+    }
+    let (server, url, start_time) = spawn_server(dir.path(), args.database_url.as_deref(), &http).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(server.0.id());
     println!("keptn bench — server: {} ({})", url, args.database_url.as_deref().unwrap_or("embedded SQLite"));
@@ -437,5 +461,162 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
     }
     drop(server);
+    if args.datastore_events > 0 {
+        datastore(&args, &http).await?;
+    }
     Ok(())
+}
+
+/// Events per context in the datastore run (a delivery's worth).
+const EVENTS_PER_CONTEXT: usize = 10;
+
+/// Run 6, the datastore's event listing with a long history: `n` events of one project (plus one
+/// tenth in another) bulk-inserted through the store, then pages of 20 by project (first and
+/// deep pages, following nextPageKey) and by context, sequentially and from 20 clients at once.
+async fn datastore(args: &BenchArgs, http: &reqwest::Client) -> anyhow::Result<()> {
+    let n = args.datastore_events;
+    let dir = tempfile::tempdir()?;
+    let (url, schema) = match &args.database_url {
+        Some(pg) if !pg.starts_with("sqlite:") => {
+            let (url, schema) = keptn_store::testing::create_schema(pg).await?;
+            (url, Some((pg.clone(), schema)))
+        }
+        _ => (format!("sqlite://{}?mode=rwc", dir.path().join("keptn.db").display()), None),
+    };
+    let t0 = Instant::now();
+    let (contexts, stored) = seed_events(&url, n).await?;
+    let seeded = t0.elapsed().as_secs_f64();
+    println!(
+        "datastore: {stored} events stored in bulk in {seeded:.1} s ({:.0} events/s), {} contexts of {EVENTS_PER_CONTEXT} in project ds",
+        stored as f64 / seeded,
+        contexts.len()
+    );
+    let db_url = schema.as_ref().map(|_| url.as_str());
+    let (server, base, _) = spawn_server(dir.path(), db_url, http).await?;
+    let api = Api { url: base, http: http.clone() };
+    let rss_before = rss_kib(server.0.id());
+
+    let q = args.datastore_queries.max(1);
+    let mut first = Vec::with_capacity(q);
+    for _ in 0..q {
+        let t = Instant::now();
+        let page = api.get("/api/mongodb-datastore/event?project=ds&pageSize=20").await?;
+        first.push(t.elapsed());
+        anyhow::ensure!(page["events"].as_array().map_or(0, Vec::len) == 20, "a full first page");
+    }
+    report("by project, first page of 20", &mut first);
+    let mut deep = Vec::with_capacity(q);
+    let mut key = String::new();
+    for _ in 0..q {
+        let t = Instant::now();
+        let page = api.get(&format!("/api/mongodb-datastore/event?project=ds&pageSize=20&nextPageKey={key}")).await?;
+        deep.push(t.elapsed());
+        key = page["nextPageKey"].as_str().unwrap_or("0").to_string();
+    }
+    report(&format!("by project, the next {q} pages of 20 (nextPageKey)"), &mut deep);
+    let mut by_context = Vec::with_capacity(q);
+    for i in 0..q {
+        let ctx = &contexts[(i * 7919) % contexts.len()];
+        let t = Instant::now();
+        let page = api.get(&format!("/api/mongodb-datastore/event?keptnContext={ctx}&pageSize=20")).await?;
+        by_context.push(t.elapsed());
+        anyhow::ensure!(page["events"].as_array().map_or(0, Vec::len) == EVENTS_PER_CONTEXT, "a context's events");
+    }
+    report("by context, one page", &mut by_context);
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..20 {
+        let api = api.clone();
+        let contexts = contexts.clone();
+        clients.spawn(async move {
+            let mut times = Vec::new();
+            for i in 0..q / 4 {
+                let path = if i % 2 == 0 {
+                    "/api/mongodb-datastore/event?project=ds&pageSize=20".to_string()
+                } else {
+                    format!(
+                        "/api/mongodb-datastore/event?keptnContext={}&pageSize=20",
+                        contexts[(c * 131 + i * 7919) % contexts.len()]
+                    )
+                };
+                let t = Instant::now();
+                api.get(&path).await?;
+                times.push(t.elapsed());
+            }
+            anyhow::Ok(times)
+        });
+    }
+    let mut concurrent = Vec::new();
+    while let Some(r) = clients.join_next().await {
+        concurrent.extend(r??);
+    }
+    report("20 concurrent clients, by project and by context", &mut concurrent);
+    if let (Some(before), Some(after)) = (rss_before, rss_kib(server.0.id())) {
+        println!(
+            "  server RSS: {:.1} MB before the queries, {:.1} MB after",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        );
+    }
+    drop(server);
+    if let Some((admin, schema)) = schema {
+        keptn_store::testing::drop_schema(&admin, &schema).await?;
+    }
+    Ok(())
+}
+
+fn report(what: &str, times: &mut [Duration]) {
+    times.sort();
+    println!(
+        "  {what}: n={} p50 {} p95 {} max {}",
+        times.len(),
+        ms(percentile(times, 0.5)),
+        ms(percentile(times, 0.95)),
+        ms(percentile(times, 1.0))
+    );
+}
+
+/// Stores about `n` events through the store's batch writer, 10 per context, 90 % in project
+/// `ds`; returns the contexts of project `ds` and how many events were stored.
+async fn seed_events(url: &str, n: usize) -> anyhow::Result<(Vec<String>, i64)> {
+    let store = keptn_store::Store::connect(url).await?;
+    let base_ms = chrono::Utc::now().timestamp_millis() - n as i64 * 10;
+    let mut contexts = Vec::new();
+    let mut seq = 0i64;
+    let per_tx = 10_000;
+    while (seq as usize) < n {
+        let mut batch = keptn_store::WriteBatch::default();
+        while batch.events.len() < per_tx && (seq as usize) < n {
+            let context = uuid::Uuid::now_v7().to_string();
+            let project = if contexts.len() % 10 == 9 { "other" } else { "ds" };
+            for i in 0..EVENTS_PER_CONTEXT {
+                seq += 1;
+                let time_ms = base_ms + seq * 10;
+                let ty = if i == 0 {
+                    "sh.keptn.event.dev.delivery.triggered".to_string()
+                } else {
+                    format!("sh.keptn.event.task{i}.finished")
+                };
+                let event = keptn_spec::KeptnEvent::new(
+                    uuid::Uuid::now_v7().to_string(),
+                    ty,
+                    context.clone(),
+                    chrono::DateTime::from_timestamp_millis(time_ms)
+                        .unwrap_or_default()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    json!({ "project": project, "stage": "dev", "service": format!("svc-{}", seq % 50), "result": "pass", "status": "succeeded" }),
+                );
+                batch.events.push((seq, event, time_ms));
+            }
+            if project == "ds" {
+                contexts.push(context);
+            } else {
+                contexts.push(String::new());
+            }
+        }
+        let mut tx = store.begin().await?;
+        tx.apply(&batch).await?;
+        tx.commit().await?;
+    }
+    contexts.retain(|c| !c.is_empty());
+    Ok((contexts, seq))
 }
