@@ -30,12 +30,13 @@ pub async fn auth() -> Json<Value> {
     Json(json!({}))
 }
 
+/// keptn's `metadata`; `bridgeversion` is left out while keptn-rs has no Bridge (keptn's
+/// definition makes it optional, and a client must not be told to look for one).
 pub async fn metadata() -> Json<Value> {
     Json(json!({
         "namespace": "keptn",
         "keptnlabel": "keptn",
         "keptnversion": env!("CARGO_PKG_VERSION"),
-        "bridgeversion": env!("CARGO_PKG_VERSION"),
         "shipyardversion": "0.2.0",
         "automaticprovisioning": false,
         "product": "keptn-rs",
