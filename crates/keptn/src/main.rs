@@ -28,7 +28,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| cli::retired::exit_on(e));
     if matches!(cli.command, Command::Cli(_) | Command::Evaluate(_)) {
         restore_sigpipe();
     }

@@ -1,6 +1,7 @@
 //! keptn's CLI: an HTTP client of the API (it never touches a server's data dir). Every command
 //! prints one line that says what went wrong and how to fix it, and exits non-zero on failure:
-//! 1 the command failed, 2 bad usage, 3 the sequence it followed failed, 4 `--watch-time` passed.
+//! 1 the command failed, 2 bad usage (also a keptn command keptn-rs does not have, with what to
+//! use instead: see `retired`), 3 the sequence it followed failed, 4 `--watch-time` passed.
 
 mod client;
 mod config;
@@ -11,6 +12,7 @@ pub mod output;
 mod progress;
 mod project;
 mod resource;
+pub mod retired;
 mod sequence;
 mod trigger;
 mod watch;
