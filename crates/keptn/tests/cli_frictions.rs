@@ -53,3 +53,85 @@ async fn keptn_1x_commands_say_what_to_use_instead() {
     assert!(o.stderr.contains("delivery"), "{o}");
 }
 
+/// `keptn server` as a user starts it, with stderr going to a file (not a terminal).
+struct ServerProcess {
+    child: Child,
+    url: String,
+    token: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> ServerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let token = "frictions-token-0123456789".to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keptn"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("KEPTN_API_TOKEN", &token)
+            .env_remove("NO_COLOR")
+            .env_remove("KEPTN_LOG")
+            .env_remove("KEPTN_LOG_FORMAT")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("the server prints where it listens").unwrap();
+            if let Some(url) = line.strip_prefix("keptn server listening on ") {
+                break url.to_string();
+            }
+        };
+        ServerProcess { child, url, token, log, _dir: dir }
+    }
+
+    fn client(&self) -> Client {
+        Client { url: self.url.clone(), token: self.token.clone(), http: reqwest::Client::new() }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// The log once it has a line with every one of `words`, within 10 s.
+    async fn wait_for_log(&self, words: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.lines().any(|l| words.iter().all(|w| l.contains(w))) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no log line with {words:?}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ONE_TASK: &str = r#"apiVersion: spec.keptn.sh/0.2.3
+kind: Shipyard
+metadata: { name: one-task }
+spec:
+  stages:
+    - name: dev
+      sequences:
+        - name: delivery
+          tasks:
+            - name: test
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_have_no_colour_codes_off_a_terminal() {
+    let server = ServerProcess::start();
+    let log = server.wait_for_log(&["keptn server listening"]).await;
+    assert!(!log.contains('\x1b'), "no ANSI escape codes in a log file:\n{log:?}");
+}
