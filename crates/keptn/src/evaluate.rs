@@ -44,6 +44,13 @@ fn previous(path: &str) -> anyhow::Result<Vec<Previous>> {
     let Value::Array(items) = read_json("previous results", path)? else {
         anyhow::bail!("{path} must be a JSON array of evaluation.finished data objects, newest first");
     };
+    if let Some(problem) = items.iter().enumerate().find_map(|(i, item)| not_evaluation_data(item).map(|p| (i, p))) {
+        anyhow::bail!(
+            "{path}: previous[{}] {}; --previous takes a JSON array, newest first, of evaluation.finished data objects ({{\"result\", \"evaluation\": {{\"indicatorResults\": [...]}}}})",
+            problem.0,
+            problem.1
+        );
+    }
     Ok(items
         .into_iter()
         .enumerate()
@@ -53,6 +60,41 @@ fn previous(path: &str) -> anyhow::Result<Vec<Previous>> {
             data,
         })
         .collect())
+}
+
+/// Why `item` is not the data of an `evaluation.finished` event, if it is not: scoring against
+/// something else would silently compare with nothing.
+fn not_evaluation_data(item: &Value) -> Option<String> {
+    let Value::Object(o) = item else {
+        return Some(format!("is {}, not an object", kind(item)));
+    };
+    if o.contains_key("type") && o.contains_key("data") {
+        return Some("is a whole event; give its data (e.g. `jq '[.events[].data]'`)".into());
+    }
+    if o.contains_key("metric") {
+        return Some("is an SLI value (metric, value, success), which belongs in --sli".into());
+    }
+    let Some(Value::Object(evaluation)) = o.get("evaluation") else {
+        return Some("has no evaluation object".into());
+    };
+    if !matches!(evaluation.get("indicatorResults"), None | Some(Value::Null | Value::Array(_))) {
+        return Some("has an evaluation.indicatorResults that is not an array".into());
+    }
+    if !o.get("result").is_some_and(Value::is_string) {
+        return Some("has no result (pass, warning or fail)".into());
+    }
+    None
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Returns whether the result was `fail`.

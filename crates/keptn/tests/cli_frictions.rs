@@ -135,3 +135,45 @@ async fn text_logs_have_no_colour_codes_off_a_terminal() {
     let log = server.wait_for_log(&["keptn server listening"]).await;
     assert!(!log.contains('\x1b'), "no ANSI escape codes in a log file:\n{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluate_previous_takes_only_evaluation_finished_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("slo.yaml"),
+        "objectives:\n  - sli: rt\n    pass: [ { criteria: [\"<=+10%\"] } ]\ntotal_score: { pass: \"90%\", warning: \"75%\" }\n",
+    )
+    .unwrap();
+    let values = json!([{ "metric": "rt", "value": 100, "success": true }]);
+    std::fs::write(d.join("values.json"), values.to_string()).unwrap();
+    let good = json!([{ "result": "pass", "evaluation": { "indicatorResults":
+        [{ "value": { "metric": "rt", "value": 95, "success": true }, "status": "pass" }] } }]);
+    let event = json!([{ "type": "sh.keptn.event.evaluation.finished", "data": good[0] }]);
+    let cases = [
+        ("sli-values.json", values.clone(), "previous[0]"),
+        ("event.json", event, "a whole event"),
+        ("strings.json", json!(["pass"]), "previous[0]"),
+        ("no-evaluation.json", json!([{ "result": "pass" }]), "evaluation"),
+    ];
+    let run = |previous: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keptn"))
+            .args(["evaluate", "--slo", "slo.yaml", "--sli", "values.json", "--previous", previous])
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (file, content, what) in cases {
+        std::fs::write(d.join(file), content.to_string()).unwrap();
+        let (code, stderr) = run(file);
+        assert_eq!(code, Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(file) && stderr.contains(what), "{file} names the file and {what:?}: {stderr}");
+        assert!(stderr.contains("evaluation.finished"), "says what it wants: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    std::fs::write(d.join("good.json"), good.to_string()).unwrap();
+    let (code, stderr) = run("good.json");
+    assert_eq!(code, Some(0), "evaluation.finished data is taken: {stderr}");
+}
