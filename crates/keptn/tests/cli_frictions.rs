@@ -177,3 +177,55 @@ async fn evaluate_previous_takes_only_evaluation_finished_data() {
     let (code, stderr) = run("good.json");
     assert_eq!(code, Some(0), "evaluation.finished data is taken: {stderr}");
 }
+
+async fn put_resource(client: &Client, path: &str, uri: &str, content: &str) {
+    let (s, b) = client
+        .post(
+            &format!("{RS}/project/p{path}/resource"),
+            json!({ "resources": [{ "resourceURI": uri, "resourceContent": b64(content) }] }),
+        )
+        .await;
+    assert_eq!(s, 201, "write {uri}: {b}");
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+fn refused(text: &str) -> bool {
+    text.to_lowercase().contains("connection refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_sli_provider_is_named_in_watch_and_get_evaluations() {
+    let gates = keptn_server::QualityGates { prometheus_url: Some(closed_port().await), ..Default::default() };
+    let Some(server) = TestServer::start_full(Db::Sqlite, Duration::from_secs(600), gates).await else { return };
+    let client = server.client();
+    client.create_project("p", ONE_TASK).await;
+    client.create_service("p", "carts").await;
+    put_resource(
+        &client,
+        "/stage/dev/service/carts",
+        "slo.yaml",
+        "objectives:\n  - sli: rt\n    pass: [ { criteria: [\"<600\"] } ]\ntotal_score: { pass: \"90%\" }\n",
+    )
+    .await;
+    put_resource(&client, "", "prometheus/sli.yaml", "indicators:\n  rt: \"app_rt{service='$SERVICE'}\"\n").await;
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path();
+    assert_eq!(keptn(cfg, &["auth", "--endpoint", &server.url, "--api-token", &server.token]).await.code, 0);
+
+    let args = ["trigger", "evaluation", "--project", "p", "--stage", "dev", "--service", "carts", "--timeframe", "5m"];
+    let o = keptn(cfg, &[&args[..], &["--watch"]].concat()).await;
+    assert_eq!(o.code, 3, "{o}");
+    assert!(refused(&o.stdout), "--watch says the provider could not be reached: {o}");
+    let o = keptn(cfg, &["get", "evaluations", "--project", "p", "--stage", "dev", "--service", "carts"]).await;
+    assert_eq!(o.code, 0, "{o}");
+    let row = o.stdout.lines().nth(1).unwrap_or_else(|| panic!("{o}"));
+    assert!(row.contains("fail") && refused(row), "get evaluations says why: {o}");
+    server.stop().await;
+}

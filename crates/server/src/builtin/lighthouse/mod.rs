@@ -349,8 +349,14 @@ async fn score(state: &Shared, e: &KeptnEvent, requests: &[&KeptnEvent], answers
         }
         status = worse_status(status, a.status());
         result = worse_result(result, a.result());
-        if !a.message().is_empty() {
-            messages.push(a.message().to_string());
+        let values = g["indicatorValues"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let message = if matches!(a.result(), "fail" | "failed") {
+            with_reasons(a.message(), values)
+        } else {
+            a.message().to_string()
+        };
+        if !message.is_empty() {
+            messages.push(message);
         }
     }
     // keptn reads the SLO again at the answer's revision: a provider may have written it
@@ -371,6 +377,29 @@ async fn score(state: &Shared, e: &KeptnEvent, requests: &[&KeptnEvent], answers
     };
     let baseline = keptn_slo::select_baseline(&slo, &candidates);
     keptn_slo::from_sli_answer(&slo, status, result, &messages.join("; "), &values, &baseline, &start, &end)
+}
+
+/// A failed answer's message with the reasons its values give, once per reason: keptn's
+/// "unable to retrieve metrics" alone does not say that the provider could not reach its source.
+fn with_reasons(message: &str, values: &[Value]) -> String {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for v in values.iter().filter(|v| v["success"] == false) {
+        let (metric, reason) = (v["metric"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""));
+        if reason.is_empty() || reason == message {
+            continue;
+        }
+        match reasons.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, metrics)) => metrics.push(metric),
+            None => reasons.push((reason, vec![metric])),
+        }
+    }
+    let mut parts: Vec<String> = Vec::from_iter((!message.is_empty()).then(|| message.to_string()));
+    for (reason, metrics) in reasons {
+        // A reason that names its SLI already (the HTTP provider's) is not prefixed again.
+        let named = metrics.len() == 1 && reason.starts_with(&format!("{}: ", metrics[0]));
+        parts.push(if named { reason.to_string() } else { format!("{}: {reason}", metrics.join(", ")) });
+    }
+    parts.join("; ")
 }
 
 fn worse_status<'a>(a: &'a str, b: &'a str) -> &'a str {
@@ -470,6 +499,23 @@ mod tests {
             "without a configured one: the first that defines it; an SLI nobody defines to the first provider"
         );
         assert!(assign(&slis, None, &BTreeMap::new()).is_none(), "no provider at all");
+    }
+
+    #[test]
+    fn a_failed_answer_says_why_its_values_failed() {
+        let refused = "could not reach Prometheus at http://127.0.0.1:9: Connection refused";
+        let values = [
+            json!({ "metric": "rt", "value": 0, "success": false, "message": refused }),
+            json!({ "metric": "errors", "value": 0, "success": false, "message": refused }),
+            json!({ "metric": "availability", "value": 0, "success": false, "message": "availability: GET x failed" }),
+            json!({ "metric": "ok", "value": 1, "success": true }),
+        ];
+        assert_eq!(
+            with_reasons("unable to retrieve metrics", &values),
+            format!("unable to retrieve metrics; rt, errors: {refused}; availability: GET x failed")
+        );
+        assert_eq!(with_reasons("prometheus down", &[]), "prometheus down");
+        assert_eq!(with_reasons("", &values[..1]), format!("rt: {refused}"));
     }
 
     #[test]
