@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A keptn 1.x style integration in remote (pull) mode, for the README tutorial.
 
-It polls the control plane for open deployment/test/release tasks of project sockshop and
-answers each with .started and .finished. `test` fails for images tagged `bad`.
+It registers its subscriptions, polls the control plane for open deployment/test/release tasks
+of project sockshop and answers each with .started and .finished. `test` fails for images tagged `bad`.
 Environment: KEPTN_ENDPOINT (default http://127.0.0.1:8080/api), KEPTN_API_TOKEN.
 """
 import json
@@ -31,9 +31,18 @@ def answer(ev, result):
                                    "data": {**scope, **extra}})
 
 
+TASKS = ("deployment", "test", "release")
+# Register like keptn's distributor does, so the control plane knows someone answers these tasks.
+call("POST", "/controlPlane/v1/uniform/registration", {
+    "name": "tutorial-integration",
+    "metadata": {"hostname": os.uname().nodename, "integrationversion": "1.0.0", "distributorversion": "1.4.5",
+                 "location": "remote-execution-plane", "kubernetesmetadata": {"namespace": "keptn"}},
+    "subscriptions": [{"event": f"sh.keptn.event.{t}.triggered", "filter": {"projects": ["sockshop"]}} for t in TASKS],
+})
+
 seen = set()
 while True:
-    for task in ("deployment", "test", "release"):
+    for task in TASKS:
         open_events = call("GET", f"/controlPlane/v1/event/triggered/sh.keptn.event.{task}.triggered?project=sockshop")
         for ev in open_events["events"]:
             if ev["id"] in seen:

@@ -229,3 +229,78 @@ async fn an_unreachable_sli_provider_is_named_in_watch_and_get_evaluations() {
     assert!(row.contains("fail") && refused(row), "get evaluations says why: {o}");
     server.stop().await;
 }
+fn trigger(project: &str) -> Value {
+    json!({ "type": "sh.keptn.event.dev.delivery.triggered", "source": "cli-frictions",
+            "data": { "project": project, "stage": "dev", "service": "carts" } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_nobody_subscribes_to_is_logged_at_once() {
+    let server = ServerProcess::start();
+    let client = server.client();
+    client.create_project("p", ONE_TASK).await;
+    client.create_service("p", "carts").await;
+    client.send(trigger("p")).await;
+    let log = server
+        .wait_for_log(&[
+            "WARN",
+            "sh.keptn.event.test.triggered",
+            "project=p",
+            "stage=dev",
+            "service=carts",
+            "no integration subscribes",
+        ])
+        .await;
+    assert!(log.contains("task start timeout"), "says what happens next:\n{log}");
+}
+
+/// A shown task waiting for an integration that nobody registered says so, in the API's
+/// sequence-execution document and in `keptn get sequence`; once one subscribes, it does not.
+async fn a_task_nobody_subscribes_to_is_shown(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let client = server.client();
+    client.create_project("p", ONE_TASK).await;
+    client.create_service("p", "carts").await;
+    let ctx = client.send(trigger("p")).await;
+    let current = eventually(Duration::from_secs(10), "the test task is out", || {
+        let client = client.clone();
+        let ctx = ctx.clone();
+        async move {
+            let (_, b) = client.get(&format!("{CP}/sequence-execution?project=p&keptnContext={ctx}")).await;
+            let current = b["sequenceExecutions"][0]["status"]["currentTask"].clone();
+            (current["name"] == "test").then_some(current)
+        }
+    })
+    .await;
+    assert_eq!(current["subscribed"], false, "{current}");
+
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path();
+    assert_eq!(keptn(cfg, &["auth", "--endpoint", &server.url, "--api-token", &server.token]).await.code, 0);
+    let o = keptn(cfg, &["get", "sequence", &ctx, "--project", "p"]).await;
+    assert_eq!(o.code, 0, "{o}");
+    let line = o.stdout.lines().find(|l| l.trim_start().starts_with("test")).unwrap_or_else(|| panic!("{o}"));
+    assert!(line.contains("waiting: no integration subscribed to sh.keptn.event.test.triggered"), "{o}");
+
+    let (s, b) = client
+        .post(
+            &format!("{CP}/uniform/registration"),
+            json!({ "name": "jmeter-service", "metadata": { "hostname": "h", "kubernetesmetadata": { "namespace": "keptn" } },
+                    "subscriptions": [{ "event": "sh.keptn.event.test.triggered", "filter": { "projects": ["p"] } }] }),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{b}");
+    let o = keptn(cfg, &["get", "sequence", &ctx, "--project", "p"]).await;
+    assert!(!o.stdout.contains("no integration subscribed") && o.stdout.contains("triggered"), "{o}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_nobody_subscribes_to_is_shown_sqlite() {
+    a_task_nobody_subscribes_to_is_shown(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_nobody_subscribes_to_is_shown_postgres() {
+    a_task_nobody_subscribes_to_is_shown(Db::Postgres).await;
+}

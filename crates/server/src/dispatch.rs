@@ -95,6 +95,7 @@ impl Dispatcher {
     fn deliver(self: &Arc<Self>, out: Outgoing, done: &mpsc::UnboundedSender<String>) {
         let event = Arc::new(out.event);
         let _ = self.bus.send(event.clone());
+        crate::uniform::warn_if_unsubscribed(&self.directory, &event);
         let targets = self.directory.push_targets(&event.ty, event.project(), event.stage(), event.service());
         let done = out.in_outbox.then(|| done.clone());
         if targets.is_empty() {

@@ -142,10 +142,38 @@ impl Directory {
         out
     }
 
+    /// Whether any registered integration (push, pull or built-in) subscribes to the event.
+    pub fn subscribed(&self, ty: &str, project: &str, stage: &str, service: &str) -> bool {
+        let all = self.0.read().expect("directory lock");
+        all.iter().any(|i| i.subscriptions.iter().any(|s| s.matches(ty, project, stage, service)))
+    }
+
     /// The current subscriptions of one integration; None if it is not registered.
     pub fn subscriptions_of(&self, id: &str) -> Option<Vec<Subscription>> {
         let all = self.0.read().expect("directory lock");
         all.iter().find(|i| i.id == id).map(|i| i.subscriptions.clone())
+    }
+}
+
+/// A sequence's task `.triggered` that no integration subscribes to waits for nothing until the
+/// task start timeout ends it: say so when it goes out, not only then.
+pub fn warn_if_unsubscribed(directory: &Directory, event: &keptn_spec::KeptnEvent) {
+    use keptn_spec::event_type::EventType;
+    let is_task = matches!(EventType::parse(&event.ty), EventType::Task { kind, .. } if kind == "triggered");
+    if !is_task || event.source != keptn_spec::event::CONTROL_PLANE_SOURCE {
+        return;
+    }
+    if !directory.subscribed(&event.ty, event.project(), event.stage(), event.service()) {
+        tracing::warn!(
+            event_type = %event.ty,
+            project = %event.project(),
+            stage = %event.stage(),
+            service = %event.service(),
+            keptn_context = %event.shkeptncontext,
+            "no integration subscribes to this task; nothing will answer until the task start timeout \
+             (register one for {} or remove the task from the shipyard)",
+            event.ty
+        );
     }
 }
 

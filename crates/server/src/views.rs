@@ -1,6 +1,7 @@
 //! Read models computed from stored executions: keptn's sequence state view and
-//! sequence-execution documents. Pure functions.
+//! sequence-execution documents. Pure functions (of the integrations' directory too).
 
+use crate::uniform::Directory;
 use keptn_engine::model::DoneTask;
 use keptn_engine::{ExecState, Execution, format_time};
 use serde_json::{Value, json};
@@ -84,8 +85,10 @@ pub fn sequence_state(mut execs: Vec<&Execution>) -> Option<Value> {
     }))
 }
 
-/// keptn's sequence-execution document (schema v1, logical shape).
-pub fn execution_doc(exec: &Execution) -> Value {
+/// keptn's sequence-execution document (schema v1, logical shape). keptn-rs addition:
+/// `currentTask.subscribed`, whether any integration in `directory` subscribes to the task's
+/// `.triggered` in this scope (false: nothing will answer it).
+pub fn execution_doc(exec: &Execution, directory: &Directory) -> Value {
     let previous: Vec<Value> = exec
         .previous
         .iter()
@@ -100,7 +103,9 @@ pub fn execution_doc(exec: &Execution) -> Value {
             .iter()
             .map(|(source, a)| json!({ "source": source, "started": a.started, "finished": a.finished }))
             .collect();
-        json!({ "name": c.name, "triggeredID": c.triggered_id, "events": events })
+        let ty = keptn_spec::event_type::task(&c.name, "triggered");
+        let subscribed = directory.subscribed(&ty, &exec.project, &exec.stage, &exec.service);
+        json!({ "name": c.name, "triggeredID": c.triggered_id, "events": events, "subscribed": subscribed })
     });
     json!({
         "_id": exec.id,

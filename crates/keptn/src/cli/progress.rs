@@ -9,10 +9,12 @@ pub enum TaskState {
     /// Not reached yet.
     Pending,
     /// `.triggered` sent; `by` are the integrations that answered `.started` so far.
+    /// `unsubscribed`: the `.triggered` type when the server says no integration subscribes to it.
     Running {
         by: Vec<String>,
         approval: bool,
         paused: bool,
+        unsubscribed: Option<String>,
     },
     Done {
         result: String,
@@ -64,10 +66,13 @@ pub fn lines(executions: &[Value]) -> Vec<TaskLine> {
                     .filter(|e| e["started"] == true || e["finished"] == true)
                     .map(|e| s(&e["source"]))
                     .collect();
+                // An older server sends no `subscribed`: assume someone is.
+                let unsubscribed = (current["subscribed"] == false).then(|| format!("sh.keptn.event.{name}.triggered"));
                 TaskState::Running {
                     by,
                     approval: status["state"] == "waitingForApproval",
                     paused: status["paused"] == true,
+                    unsubscribed,
                 }
             } else if ended {
                 TaskState::Skipped
@@ -184,11 +189,26 @@ mod tests {
         assert_eq!(l[0].state, TaskState::Done { result: "pass".into(), status: "succeeded".into() });
         assert_eq!(
             l[1].state,
-            TaskState::Running { by: vec!["jmeter-service".into()], approval: false, paused: false }
+            TaskState::Running {
+                by: vec!["jmeter-service".into()],
+                approval: false,
+                paused: false,
+                unsubscribed: None
+            }
         );
         assert_eq!(l[2].state, TaskState::Pending);
         let o = outcome(&json!({ "name": "delivery", "state": "started" }), &[e]);
         assert!(!o.done && !o.failed, "{o:?}");
+    }
+
+    #[test]
+    fn a_task_nobody_subscribes_to_says_so() {
+        let current = json!({ "name": "deployment", "events": [], "subscribed": false });
+        let e = exec("dev", "2026-01-01T00:00:00.000Z", "started", json!([]), current, Value::Null);
+        let TaskState::Running { unsubscribed, .. } = &lines(std::slice::from_ref(&e))[0].state else {
+            panic!("the first task runs")
+        };
+        assert_eq!(unsubscribed.as_deref(), Some("sh.keptn.event.deployment.triggered"));
     }
 
     #[test]

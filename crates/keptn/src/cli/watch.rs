@@ -158,6 +158,9 @@ impl View {
             TaskState::Running { approval: true, .. } => {
                 self.paint(format!("{spin} waiting for approval").trim_start(), fg(AnsiColor::Yellow))
             }
+            TaskState::Running { by, unsubscribed: Some(ty), .. } if by.is_empty() => {
+                self.paint(&format!("waiting: no integration subscribed to {ty}"), fg(AnsiColor::Yellow))
+            }
             TaskState::Running { by, .. } if by.is_empty() => {
                 self.paint(format!("{spin} triggered").trim_start(), fg(AnsiColor::Cyan))
             }

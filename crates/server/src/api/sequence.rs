@@ -128,7 +128,7 @@ pub async fn executions(State(state): State<Shared>, Query(p): Query<ExecParams>
         limit: page.limit,
     };
     let (execs, total) = state.store.query_executions(&q).await?;
-    let docs: Vec<Value> = execs.iter().map(views::execution_doc).collect();
+    let docs: Vec<Value> = execs.iter().map(|e| views::execution_doc(e, &state.directory)).collect();
     Ok(Json(
         json!({ "sequenceExecutions": docs, "nextPageKey": page.next_key(total), "pageSize": docs.len(), "totalCount": total }),
     ))

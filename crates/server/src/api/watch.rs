@@ -20,7 +20,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// sequence exists) and its sequence-execution documents.
 async fn snapshot(state: &Shared, project: &str, context: &str, event: Option<&KeptnEvent>) -> ApiResult<Value> {
     let execs = state.store.executions_of_contexts(project, &[context.to_string()]).await?;
-    let docs: Vec<Value> = execs.iter().map(views::execution_doc).collect();
+    let docs: Vec<Value> = execs.iter().map(|e| views::execution_doc(e, &state.directory)).collect();
     let seq_state = views::sequence_state(execs.iter().collect());
     Ok(json!({ "event": event, "state": seq_state, "sequenceExecutions": docs }))
 }
