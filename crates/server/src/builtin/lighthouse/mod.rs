@@ -385,7 +385,8 @@ fn with_reasons(message: &str, values: &[Value]) -> String {
     let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
     for v in values.iter().filter(|v| v["success"] == false) {
         let (metric, reason) = (v["metric"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""));
-        if reason.is_empty() || reason == message {
+        // A provider that already put the reason into its message is not repeated.
+        if reason.is_empty() || message.contains(reason) {
             continue;
         }
         match reasons.iter_mut().find(|(r, _)| *r == reason) {
@@ -515,6 +516,8 @@ mod tests {
             format!("unable to retrieve metrics; rt, errors: {refused}; availability: GET x failed")
         );
         assert_eq!(with_reasons("prometheus down", &[]), "prometheus down");
+        let said = format!("unable to retrieve metrics: {refused}");
+        assert_eq!(with_reasons(&said, &values[..2]), said, "a reason the message gives is not repeated");
         assert_eq!(with_reasons("", &values[..1]), format!("rt: {refused}"));
     }
 
