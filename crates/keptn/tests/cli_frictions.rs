@@ -51,6 +51,18 @@ async fn keptn_1x_commands_say_what_to_use_instead() {
     let o = keptn(home.path(), &["trigger", "delivry"]).await;
     assert_eq!(o.code, 2, "{o}");
     assert!(o.stderr.contains("delivery"), "{o}");
+    // An argument that is not UTF-8 is bad usage too, not a panic.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new(env!("CARGO_BIN_EXE_keptn"))
+            .arg(std::ffi::OsStr::from_bytes(b"inst\xffall"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
 
 /// `keptn server` as a user starts it, with stderr going to a file (not a terminal).

@@ -70,7 +70,7 @@ pub fn exit_on(e: clap::Error) -> ! {
         e.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     match advice(&args).filter(|_| !shown) {
         Some(advice) => {
             eprintln!("Error: {advice}");
