@@ -76,6 +76,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start() -> ServerProcess {
+        install_crypto();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
         let token = "frictions-token-0123456789".to_string();
@@ -241,6 +242,7 @@ async fn an_unreachable_sli_provider_is_named_in_watch_and_get_evaluations() {
     assert!(row.contains("fail") && refused(row), "get evaluations says why: {o}");
     server.stop().await;
 }
+
 fn trigger(project: &str) -> Value {
     json!({ "type": "sh.keptn.event.dev.delivery.triggered", "source": "cli-frictions",
             "data": { "project": project, "stage": "dev", "service": "carts" } })
@@ -264,6 +266,30 @@ async fn a_task_nobody_subscribes_to_is_logged_at_once() {
         ])
         .await;
     assert!(log.contains("task start timeout"), "says what happens next:\n{log}");
+
+    // With a subscriber, the same task goes out without a warning.
+    client.create_project("q", ONE_TASK).await;
+    client.create_service("q", "carts").await;
+    let (s, b) = client
+        .post(
+            &format!("{CP}/uniform/registration"),
+            json!({ "name": "jmeter-service", "metadata": { "hostname": "h", "kubernetesmetadata": { "namespace": "keptn" } },
+                    "subscriptions": [{ "event": "sh.keptn.event.test.triggered", "filter": { "projects": ["q"] } }] }),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{b}");
+    client.send(trigger("q")).await;
+    eventually(Duration::from_secs(10), "the test task of q is out", || {
+        let client = client.clone();
+        async move { (!client.open_triggered("sh.keptn.event.test.triggered", "q").await.is_empty()).then_some(()) }
+    })
+    .await;
+    // Events go out in commit order: once a later project's warning is logged, q's would be too.
+    client.create_project("r", ONE_TASK).await;
+    client.create_service("r", "carts").await;
+    client.send(trigger("r")).await;
+    let log = server.wait_for_log(&["WARN", "project=r"]).await;
+    assert!(!log.lines().any(|l| l.contains("WARN") && l.contains("project=q")), "{log}");
 }
 
 /// A shown task waiting for an integration that nobody registered says so, in the API's
