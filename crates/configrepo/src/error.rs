@@ -32,7 +32,7 @@ pub enum Error {
         "revision \"{revision}\" not found in project \"{project}\"; pass a commit id (gitCommitID) that this project's repository contains"
     )]
     RevisionNotFound { project: String, revision: String },
-    #[error("invalid resource URI \"{uri}\": {reason}")]
+    #[error("invalid resource URI \"{}\": {reason}", crate::uri::shorten(uri))]
     InvalidUri { uri: String, reason: &'static str },
     #[error("invalid {kind} name \"{name}\": {reason}")]
     InvalidName { kind: &'static str, name: String, reason: &'static str },

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
+use crate::uri::{path_problem, shorten};
 use flate2::read::MultiGzDecoder;
 use tar::{Archive, EntryType};
 
@@ -34,8 +35,9 @@ pub fn is_helm_archive(uri: &str) -> bool {
 /// under the destination. Directories, symlinks, hard links and device entries are skipped.
 /// Rejects, with an Err saying what is wrong and what to do: not gzip / not a tar, entry paths that
 /// are absolute or contain `..` (path traversal), more than 10_000 entries, or more than 64 MiB
-/// unpacked in total (zip bomb guard). Also rejected, because git couldn't store them: non-UTF-8,
-/// `\`, control characters or `.git` in entry paths, and a file that is also another file's directory.
+/// unpacked in total (zip bomb guard). Also rejected, because git couldn't store them: non-UTF-8
+/// entry paths, those `uri::path_problem` refuses (as for resource URIs: over-long names, `.git`
+/// in its disguises, control characters), and a file that is also another file's directory.
 ///
 /// Files are returned sorted by path; when the archive holds a path twice, the later entry wins,
 /// as with `tar -x`.
@@ -143,7 +145,11 @@ fn read_files<R: Read>(
             Some((first, rest)) if first == stem => rest,
             _ => path.as_str(),
         };
-        files.insert(format!("{dest}/{relative}"), content);
+        let full = format!("{dest}/{relative}");
+        if let Some(why) = path_problem(&full) {
+            return Err(reject_entry(&full, &format!("can't be stored in git: it {why}")));
+        }
+        files.insert(full, content);
     }
     // A file and a directory of the same name can't both be stored in git.
     for path in files.keys() {
@@ -165,28 +171,28 @@ fn read_files<R: Read>(
 /// are refused here rather than failing later in the commit.
 fn entry_path(raw: &[u8], dest: &str) -> Result<String, Failure> {
     let lossy = String::from_utf8_lossy(raw);
-    let reject = |why: &str| {
-        Err(Failure::Rejected(format!(
-            "contains the entry {lossy:?}, which {why}; remove it from the chart and {REPACK}"
-        )))
-    };
     let Ok(path) = std::str::from_utf8(raw) else {
-        return reject("is not valid UTF-8");
+        return Err(reject_entry(&lossy, "is not valid UTF-8"));
     };
     if path.starts_with('/') {
-        return reject(&format!("has an absolute path and would be unpacked outside {dest}/"));
+        return Err(reject_entry(path, &format!("has an absolute path and would be unpacked outside {dest}/")));
     }
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     if components.contains(&"..") {
-        return reject(&format!("contains \"..\" and would be unpacked outside {dest}/"));
+        return Err(reject_entry(path, &format!("contains \"..\" and would be unpacked outside {dest}/")));
     }
-    if path.contains('\\') || path.chars().any(char::is_control) {
-        return reject("contains '\\' or control characters, which resource paths can't hold");
+    let normalized = components.join("/");
+    match path_problem(&normalized) {
+        Some(why) if !normalized.is_empty() => Err(reject_entry(path, &format!("can't be stored in git: it {why}"))),
+        _ => Ok(normalized),
     }
-    if components.iter().any(|c| c.eq_ignore_ascii_case(".git")) {
-        return reject("has a \".git\" component that git can't store");
-    }
-    Ok(components.join("/"))
+}
+
+fn reject_entry(path: &str, why: &str) -> Failure {
+    Failure::Rejected(format!(
+        "contains the entry {:?}, which {why}; remove or rename it in the chart and {REPACK}",
+        shorten(path)
+    ))
 }
 
 /// Fails reads once more than `remaining` bytes were produced, remembering that it did so that the

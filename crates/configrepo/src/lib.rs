@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Every change is one commit made directly with libgit2 (blobs → tree through an in-memory
-//! index → commit → ref update); there is no working tree. The API is synchronous; call it from
-//! `spawn_blocking`.
+//! index → commit → ref update); there is no working tree. Paths are validated before anything
+//! is written (`uri::path_problem`: git's forbidden names, 255 bytes a component, 4096 a path),
+//! and a commit's objects are built in memory and copied into the repository only once the
+//! commit is checked (`staged`), so a failed commit leaves the repository exactly as it was. The
+//! API is synchronous; call it from `spawn_blocking`.
 //!
 //! # Concurrency
 //!
@@ -21,8 +24,8 @@
 //!
 //! # Crash safety
 //!
-//! libgit2 writes every object (blob, tree, commit) to a temporary file renamed into place, and
-//! only then moves `refs/heads/master` by writing `master.lock` and renaming it over the ref. A
+//! libgit2 writes every object (blob, tree, commit; those a tree refers to first) to a temporary
+//! file renamed into place, and only then moves `refs/heads/master` by writing `master.lock` and renaming it over the ref. A
 //! crash before the rename leaves unreachable objects (harmless, collectable by `git gc`) and the
 //! ref at the last complete commit; the rename itself is atomic. A crash between creating and
 //! renaming `master.lock` leaves a stale lock file that would block every later write, so the
@@ -35,12 +38,15 @@ mod error;
 mod helm;
 mod remote;
 mod secret;
+mod staged;
 mod uri;
 
 pub use credentials::{GitCredentials, HttpsCredentials, Proxy, SshCredentials};
 pub use error::{Error, Result};
 pub use secret::SecretKey;
-pub use uri::validate_uri;
+pub use uri::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES, validate_uri};
+
+use staged::Staged;
 
 use git2::{
     FileMode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository, RepositoryInitOptions, Signature, Tree,
@@ -444,7 +450,32 @@ impl ConfigRepo {
     /// (`projectName`, `creationTimestamp`, `isUsingDirectoryStructure: true`). Returns the
     /// commit id.
     pub fn create_project(&self, project: &str) -> Result<String> {
+        self.create_project_with(project, &[], &[], &format!("Initialized project {project}"))
+    }
+
+    /// Creates the project's repository with everything in one commit: `metadata.yaml`, the
+    /// stages (as [`ConfigRepo::create_stage`] makes them) and project-level `files` (as
+    /// [`ConfigRepo::write`] writes them). Returns the commit id.
+    pub fn create_project_with(
+        &self,
+        project: &str,
+        stages: &[&str],
+        files: &[(&str, &[u8])],
+        message: &str,
+    ) -> Result<String> {
         let entry = self.entry(project, true)?;
+        let metadata =
+            format!("projectName: {project}\ncreationTimestamp: {}\nisUsingDirectoryStructure: true\n", timestamp());
+        let mut changes = vec![(METADATA.to_string(), Some(metadata.into_bytes()))];
+        let mut seen = std::collections::HashSet::new();
+        for stage in stages {
+            validate_name("stage", stage)?;
+            if !seen.insert(*stage) {
+                return Err(Error::StageExists { project: project.into(), stage: stage.to_string() });
+            }
+            changes.push(stage_marker(project, stage));
+        }
+        changes.extend(resource_changes(Scope::Project, files)?);
         let mut guard = lock(&entry.writer);
         let path = self.project_path(project);
         if self.exists(project) {
@@ -463,15 +494,7 @@ impl ConfigRepo {
         let mut opts = RepositoryInitOptions::new();
         opts.bare(true).initial_head(BRANCH).mkpath(true);
         let repo = Repository::init_opts(&tmp, &opts).map_err(Self::git(project))?;
-        let metadata =
-            format!("projectName: {project}\ncreationTimestamp: {}\nisUsingDirectoryStructure: true\n", timestamp());
-        let id = self.commit(
-            &repo,
-            project,
-            None,
-            &[(METADATA.to_string(), Some(metadata.into_bytes()))],
-            &format!("Initialized project {project}"),
-        )?;
+        let id = self.commit(&repo, project, None, &changes, message)?;
         repo.reference(BRANCH_REF, id, false, "keptn: initialized").map_err(Self::git(project))?;
         drop(repo);
         std::fs::rename(&tmp, &path).map_err(|source| Error::Io { project: project.into(), source })?;
@@ -523,18 +546,11 @@ impl ConfigRepo {
     pub fn create_stage(&self, project: &str, stage: &str) -> Result<String> {
         validate_name("stage", stage)?;
         self.change(project, |repo, parent, tree| {
-            let marker = format!("{STAGES_DIR}/{stage}/{METADATA}");
-            if tree.get_path(Path::new(&marker)).is_ok() {
+            let marker = stage_marker(project, stage);
+            if tree.get_path(Path::new(&marker.0)).is_ok() {
                 return Err(Error::StageExists { project: project.into(), stage: stage.into() });
             }
-            let metadata = format!("projectName: {project}\nstageName: {stage}\ncreationTimestamp: {}\n", timestamp());
-            self.commit(
-                repo,
-                project,
-                Some((parent, tree)),
-                &[(marker.clone(), Some(metadata.into_bytes()))],
-                &format!("Added stage: {stage}"),
-            )
+            self.commit(repo, project, Some((parent, tree)), &[marker], &format!("Added stage: {stage}"))
         })
     }
 
@@ -568,17 +584,8 @@ impl ConfigRepo {
         self.change(project, |repo, parent, tree| {
             let scope = Scope::Service(stage, service);
             check_scope(tree, project, scope)?;
-            let mut index = Index::new().map_err(Self::git(project))?;
-            index.read_tree(tree).map_err(Self::git(project))?;
-            let dir = scope.prefix();
-            index.remove_dir(Path::new(dir.trim_end_matches('/')), 0).map_err(Self::git(project))?;
-            self.commit_index(
-                repo,
-                project,
-                Some(parent),
-                &mut index,
-                &format!("Removed service: {service} from stage: {stage}"),
-            )
+            let message = format!("Removed service: {service} from stage: {stage}");
+            self.commit(repo, project, Some((parent, tree)), &[(scope.prefix(), None)], &message)
         })
     }
 
@@ -586,22 +593,7 @@ impl ConfigRepo {
     /// changed no commit is made and the current head is returned.
     pub fn write(&self, project: &str, scope: Scope<'_>, resources: &[(&str, &[u8])], message: &str) -> Result<String> {
         scope.validate()?;
-        let mut changes = Vec::with_capacity(resources.len());
-        for (uri, content) in resources {
-            changes.push((resource_path(scope, uri)?, Some(content.to_vec())));
-            let clean = validate_uri(uri)?;
-            if helm::is_helm_archive(clean) {
-                // keptn unpacks helm charts beside the archive (`helm/carts.tgz` → `helm/carts/…`);
-                // the old unpacked chart goes, so files removed from the chart disappear.
-                let files = helm::unpack(clean, content)
-                    .map_err(|reason| Error::InvalidHelmChart { uri: clean.to_string(), reason })?;
-                let dir = clean.strip_suffix(".tgz").unwrap_or(clean);
-                changes.push((format!("{}{dir}/", scope.prefix()), None));
-                for (path, bytes) in files {
-                    changes.push((resource_path(scope, &path)?, Some(bytes)));
-                }
-            }
-        }
+        let changes = resource_changes(scope, resources)?;
         self.change(project, |repo, parent, tree| {
             check_scope(tree, project, scope)?;
             self.commit(repo, project, Some((parent, tree)), &changes, message)
@@ -612,7 +604,7 @@ impl ConfigRepo {
     pub fn delete(&self, project: &str, scope: Scope<'_>, uri: &str, message: &str) -> Result<String> {
         scope.validate()?;
         let path = resource_path(scope, uri)?;
-        if uri.trim_start_matches('/') == METADATA {
+        if is_marker(scope, uri) {
             return Err(Error::InvalidUri {
                 uri: uri.into(),
                 reason: "metadata.yaml marks the project, stage or service; delete that instead",
@@ -797,6 +789,7 @@ impl ConfigRepo {
         ours: Oid,
     ) -> Result<Oid> {
         let git = Self::git(project);
+        let staged = Staged::over(repo).map_err(&git)?;
         let mut index = Index::new().map_err(&git)?;
         index.read_tree(&theirs.tree().map_err(&git)?).map_err(&git)?;
         let mut ours_index = Index::new().map_err(&git)?;
@@ -804,11 +797,9 @@ impl ConfigRepo {
         for e in ours_index.iter() {
             index.add(&e).map_err(&git)?;
         }
-        let tree = repo.find_tree(index.write_tree_to(repo).map_err(&git)?).map_err(&git)?;
-        let sig = self.signature(project)?;
-        let our_commit = repo.find_commit(ours).map_err(&git)?;
+        let tree = index.write_tree_to(staged.repo()).map_err(&git)?;
         let message = format!("Merged project {project} into the upstream's content");
-        repo.commit(None, &sig, &sig, &message, &tree, &[theirs, &our_commit]).map_err(&git)
+        self.seal(repo, &staged, project, tree, &[theirs.id(), ours], &message)
     }
 
     /// The project's upstream credentials, if it has one.
@@ -847,8 +838,11 @@ impl ConfigRepo {
         out
     }
 
-    /// Applies `changes` (path → new content, `None` deletes) on top of `base` and commits.
-    /// Returns the parent's id unchanged when the tree did not change.
+    /// Applies `changes` (path → new content, `None` deletes; a path ending in `/` removes that
+    /// directory) on top of `base` and commits. The commit is built in memory and reaches the
+    /// repository only once it is sound and holds what was written (see [`staged`]): a failure
+    /// leaves the repository as it was. Returns the parent's id unchanged when the tree did not
+    /// change.
     fn commit(
         &self,
         repo: &Repository,
@@ -858,47 +852,77 @@ impl ConfigRepo {
         message: &str,
     ) -> Result<Oid> {
         let git = Self::git(project);
+        let staged = Staged::over(repo).map_err(&git)?;
         let mut index = Index::new().map_err(&git)?;
         if let Some((_, tree)) = base {
             index.read_tree(tree).map_err(&git)?;
         }
+        // What each written path must hold in the new tree (the last write of a path wins).
+        let mut written: HashMap<&str, Oid> = HashMap::new();
         for (path, content) in changes {
             match content {
                 Some(bytes) => {
-                    let id = repo.blob(bytes).map_err(&git)?;
+                    let id = staged.repo().blob(bytes).map_err(&git)?;
                     index.add(&blob_entry(path, id, bytes.len())).map_err(&git)?;
+                    written.insert(path, id);
                 }
-                // A path ending in `/` removes that directory.
-                None if path.ends_with('/') => match index.remove_dir(Path::new(path.trim_end_matches('/')), 0) {
-                    Err(e) if e.code() == git2::ErrorCode::NotFound => {}
-                    other => other.map_err(&git)?,
-                },
-                None => index.remove_path(Path::new(path)).map_err(&git)?,
+                None if path.ends_with('/') => {
+                    let dir = path.trim_end_matches('/');
+                    match index.remove_dir(Path::new(dir), 0) {
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+                        other => other.map_err(&git)?,
+                    }
+                    written.retain(|p, _| !p.starts_with(path.as_str()));
+                }
+                None => {
+                    index.remove_path(Path::new(path)).map_err(&git)?;
+                    written.remove(path.as_str());
+                }
             }
         }
-        self.commit_index(repo, project, base.map(|(c, _)| c), &mut index, message)
-    }
-
-    fn commit_index(
-        &self,
-        repo: &Repository,
-        project: &str,
-        parent: Option<&git2::Commit<'_>>,
-        index: &mut Index,
-        message: &str,
-    ) -> Result<Oid> {
-        let git = Self::git(project);
-        let tree_id = index.write_tree_to(repo).map_err(&git)?;
-        if let Some(p) = parent
+        let tree_id = index.write_tree_to(staged.repo()).map_err(&git)?;
+        if let Some((p, _)) = base
             && p.tree_id() == tree_id
         {
             return Ok(p.id());
         }
-        let tree = repo.find_tree(tree_id).map_err(&git)?;
+        let tree = staged.repo().find_tree(tree_id).map_err(&git)?;
+        for (path, id) in &written {
+            if !tree.get_path(Path::new(path)).is_ok_and(|e| e.id() == *id) {
+                return Err(Error::Git {
+                    project: project.into(),
+                    source: git2::Error::from_str(&format!(
+                        "the commit was not written: git could not store {:?}",
+                        uri::shorten(path)
+                    )),
+                });
+            }
+        }
+        let parents: Vec<Oid> = base.map(|(c, _)| c.id()).into_iter().collect();
+        self.seal(repo, &staged, project, tree_id, &parents, message)
+    }
+
+    /// Commits the staged `tree` on `parents` and copies the new objects into `repo`. No ref
+    /// moves here: the caller moves the branch once the commit is accepted.
+    fn seal(
+        &self,
+        repo: &Repository,
+        staged: &Staged,
+        project: &str,
+        tree: Oid,
+        parents: &[Oid],
+        message: &str,
+    ) -> Result<Oid> {
+        let git = Self::git(project);
+        let mem = staged.repo();
+        let tree = mem.find_tree(tree).map_err(&git)?;
+        let parents =
+            parents.iter().map(|p| mem.find_commit(*p)).collect::<std::result::Result<Vec<_>, _>>().map_err(&git)?;
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
         let sig = self.signature(project)?;
-        let parents: Vec<&git2::Commit<'_>> = parent.into_iter().collect();
-        // No ref moves here: the caller moves the branch once the commit is accepted.
-        repo.commit(None, &sig, &sig, message, &tree, &parents).map_err(&git)
+        let id = mem.commit(None, &sig, &sig, message, &tree, &parents).map_err(&git)?;
+        staged.publish(repo, id).map_err(&git)?;
+        Ok(id)
     }
 }
 
@@ -979,6 +1003,56 @@ fn resource_path(scope: Scope<'_>, uri: &str) -> Result<String> {
     Ok(format!("{}{clean}", scope.prefix()))
 }
 
+/// The changes that write `resources` at `scope`: each file, and for a helm chart archive its
+/// unpacked files beside it (keptn unpacks `helm/carts.tgz` into `helm/carts/…`; the old unpacked
+/// chart goes, so files removed from the chart disappear). Every path is validated first.
+fn resource_changes(scope: Scope<'_>, resources: &[(&str, &[u8])]) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    let managed = |uri: &str| Error::InvalidUri {
+        uri: uri.into(),
+        reason: "metadata.yaml marks the project, stage or service and is managed by keptn; it can't be written through the resource API",
+    };
+    let mut changes = Vec::with_capacity(resources.len());
+    for (uri, content) in resources {
+        let path = resource_path(scope, uri)?;
+        if is_marker(scope, uri) {
+            return Err(managed(uri));
+        }
+        changes.push((path, Some(content.to_vec())));
+        let clean = validate_uri(uri)?;
+        if helm::is_helm_archive(clean) {
+            let files = helm::unpack(clean, content)
+                .map_err(|reason| Error::InvalidHelmChart { uri: clean.to_string(), reason })?;
+            let dir = clean.strip_suffix(".tgz").unwrap_or(clean);
+            changes.push((format!("{}{dir}/", scope.prefix()), None));
+            for (path, bytes) in files {
+                if is_marker(scope, &path) {
+                    return Err(managed(&path));
+                }
+                changes.push((resource_path(scope, &path)?, Some(bytes)));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether `uri` at `scope` is a `metadata.yaml` that marks the project, a stage or a service
+/// (at the stage level, `<dir>/metadata.yaml` would make `<dir>` a service).
+fn is_marker(scope: Scope<'_>, uri: &str) -> bool {
+    let uri = uri.trim_start_matches('/');
+    match scope {
+        Scope::Project | Scope::Service(..) => uri == METADATA,
+        Scope::Stage(_) => {
+            uri == METADATA || uri.split_once('/').is_some_and(|(dir, rest)| !dir.is_empty() && rest == METADATA)
+        }
+    }
+}
+
+/// The change that creates a stage: its `metadata.yaml`.
+fn stage_marker(project: &str, stage: &str) -> (String, Option<Vec<u8>>) {
+    let metadata = format!("projectName: {project}\nstageName: {stage}\ncreationTimestamp: {}\n", timestamp());
+    (format!("{STAGES_DIR}/{stage}/{METADATA}"), Some(metadata.into_bytes()))
+}
+
 /// Removes lock files a crashed process may have left (`refs/**.lock`, `HEAD.lock`,
 /// `packed-refs.lock`, `config.lock`).
 fn remove_stale_locks(repo: &Path) -> std::io::Result<()> {
@@ -1008,4 +1082,58 @@ fn remove_stale_locks(repo: &Path) -> std::io::Result<()> {
 /// keptn's metadata timestamp (Go's `time.Now().UTC().String()`).
 fn timestamp() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Past validation (which refuses such names), a commit git can't store fails without a trace:
+    /// libgit2 would write a tree with a 65,536-byte name truncated, i.e. corrupt.
+    #[test]
+    fn a_commit_git_cannot_store_leaves_the_repository_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = ConfigRepo::open(dir.path()).unwrap();
+        r.create_project("p").unwrap();
+        r.create_stage("p", "dev").unwrap();
+        let before = files(&dir.path().join("p"));
+        let long = format!("{STAGES_DIR}/dev/{}", "a".repeat(65_536));
+        let e = r
+            .change("p", |repo, parent, tree| {
+                self::ConfigRepo::commit(
+                    &r,
+                    repo,
+                    "p",
+                    Some((parent, tree)),
+                    &[(long.clone(), Some(b"x".to_vec()))],
+                    "m",
+                )
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("not written"), "{e}");
+        assert_eq!(files(&dir.path().join("p")), before, "not one file changed");
+        r.write("p", Scope::Stage("dev"), &[("next.yaml", b"y")], "m").unwrap();
+        assert_eq!(r.read("p", Scope::Stage("dev"), "next.yaml", None).unwrap().0, b"y");
+        let fsck = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(dir.path().join("p"))
+            .args(["fsck", "--strict", "--unreachable", "--no-progress"])
+            .output()
+            .unwrap();
+        assert!(fsck.status.success() && fsck.stdout.is_empty(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    }
 }
