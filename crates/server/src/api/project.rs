@@ -79,9 +79,9 @@ fn decode_shipyard(b64: &str) -> ApiResult<(Shipyard, String)> {
     Ok((shipyard, yaml))
 }
 
-/// Creates the project's configuration repository: one stage per shipyard stage, then
-/// `shipyard.yaml`. A repository left over from an interrupted create or delete (the catalog
-/// has no such project) is replaced.
+/// Creates the project's configuration repository in one commit: `metadata.yaml`, one stage per
+/// shipyard stage and `shipyard.yaml` (the shipyard's limits bound its size). A repository left
+/// over from an interrupted create or delete (the catalog has no such project) is replaced.
 async fn create_repo(state: &Shared, project: &str, shipyard: &Shipyard, yaml: &str) -> ApiResult<()> {
     let (name, stages, yaml) = (project.to_string(), shipyard.stage_names(), yaml.to_string());
     repo_write(state, project, move |r| {
@@ -90,11 +90,14 @@ async fn create_repo(state: &Shared, project: &str, shipyard: &Shipyard, yaml: &
             tracing::warn!(project = %project, "replacing a stale configuration repository");
             r.delete_project(&project)?;
         }
-        r.create_project(&project)?;
-        for stage in &stages {
-            r.create_stage(&project, stage)?;
-        }
-        r.write(&project, Scope::Project, &[("shipyard.yaml", yaml.as_bytes())], "Added shipyard")?;
+        let stages: Vec<&str> = stages.iter().map(String::as_str).collect();
+        let files = [("shipyard.yaml", yaml.as_bytes())];
+        r.create_project_with(
+            &project,
+            &stages,
+            &files,
+            &format!("Created project {project} with its stages and shipyard"),
+        )?;
         Ok(())
     })
     .await
