@@ -833,9 +833,20 @@ impl ConfigRepo {
         if !up.is_stale(self.freshness) || up.refreshing.swap(true, Ordering::AcqRel) {
             return Ok(None);
         }
-        let out = self.refresh(project);
+        let out = self.refresh_stale(project);
         up.refreshing.store(false, Ordering::Release);
         out
+    }
+
+    /// Fetches the upstream and takes over its head if what we have is older than the freshness
+    /// window. Unlike [`ConfigRepo::refresh_if_stale`] it waits for a refresh already running
+    /// (and then does not fetch again): for a read that must not answer before the upstream was
+    /// asked. Returns the new head if this call moved it.
+    pub fn refresh_stale(&self, project: &str) -> Result<Option<String>> {
+        self.with_writer(project, |repo, entry| match self.upstream_of(project, entry)? {
+            Some(up) if up.is_stale(self.freshness) => Ok(self.pull(repo, project, &up)?.map(|o| o.to_string())),
+            _ => Ok(None),
+        })
     }
 
     /// Applies `changes` (path → new content, `None` deletes; a path ending in `/` removes that

@@ -91,6 +91,31 @@ pub fn refresh_in_background(state: &Arc<AppState>, project: &str) {
     });
 }
 
+/// Reads at the head with `read`; a miss (404) on a project whose upstream was last asked longer
+/// ago than the freshness window fetches first (waiting for a fetch already running), applies
+/// what changed and reads again: the file may have been pushed there. An unreachable upstream is
+/// logged and the miss stands.
+pub async fn read_fresh<T, F>(state: &AppState, project: &str, read: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: Fn(&ConfigRepo) -> keptn_configrepo::Result<T> + Clone + Send + 'static,
+{
+    let miss = match repo(state, read.clone()).await {
+        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => e,
+        other => return other,
+    };
+    let name = project.to_string();
+    match repo(state, move |r| r.refresh_stale(&name)).await {
+        Ok(Some(head)) => after_head_change(state, project, head).await?,
+        Ok(None) => return Err(miss),
+        Err(e) => {
+            tracing::warn!(project, error = %e.message, "could not fetch the upstream; answering from what we have");
+            return Err(miss);
+        }
+    }
+    repo(state, read).await
+}
+
 /// Before a sequence starts: if the project's upstream is older than the freshness window, fetch
 /// it now, so the sequence runs with what was pushed there (keptn read the shipyard and
 /// configuration fresh for every sequence). An unreachable upstream does not stop the sequence:

@@ -5,7 +5,7 @@
 use super::paging::Page;
 use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
-use crate::config_sync::{SHIPYARD, check_shipyard, refresh_in_background};
+use crate::config_sync::{SHIPYARD, check_shipyard, read_fresh, refresh_in_background};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -211,14 +211,18 @@ pub async fn get_one(
     let level = Level::of(&path);
     let (project, at, u) = (path.project.clone(), q.at(), uri.clone());
     let pinned = at.is_some();
-    let (content, version, upstream) = repo(&state, move |r| {
+    let read = move |r: &ConfigRepo| {
         let (content, version) = r.read(&project, level.scope(), &u, at.as_deref())?;
         Ok((content, version, upstream_url(r, &project)))
-    })
-    .await?;
-    if !pinned {
+    };
+    let (content, version, upstream) = if pinned {
+        // A missing revision is fetched by the repository itself.
+        repo(&state, read).await?
+    } else {
+        let found = read_fresh(&state, &path.project, read).await?;
         refresh_in_background(&state, &path.project);
-    }
+        found
+    };
     Ok(Json(
         json!({ "resourceURI": uri, "resourceContent": encode(&content), "metadata": metadata(&upstream, &version) }),
     ))
