@@ -64,19 +64,23 @@ pub struct Denied {
     pub class: Class,
 }
 
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Denied {
+    /// What to do about it.
+    fn tail(&self) -> String {
         let allow = match self.class {
             Class::Loopback => "loopback".to_string(),
             Class::Private => "private".to_string(),
             _ => IpNet::from(self.ip).to_string(),
         };
-        write!(
-            f,
-            "{} is {}, which the server's outbound policy denies; if this target is intended, start the server with --allow-outbound {allow}",
-            self.ip,
-            self.class.describe()
+        format!(
+            "which the server's outbound policy denies; if this target is intended, start the server with --allow-outbound {allow}"
         )
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is {}, {}", self.ip, self.class.describe(), self.tail())
     }
 }
 
@@ -93,7 +97,9 @@ impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refused::Denied { host, denied } if host.parse::<IpAddr>().is_ok() => write!(f, "{denied}"),
-            Refused::Denied { host, denied } => write!(f, "{host} resolves to {denied}"),
+            Refused::Denied { host, denied } => {
+                write!(f, "{host} resolves to {}, {}, {}", denied.ip, denied.class.describe(), denied.tail())
+            }
             Refused::Unresolvable { host, error } => write!(f, "cannot resolve {host}: {error}"),
         }
     }
@@ -279,7 +285,7 @@ mod tests {
             ("fd12:3456::1", Class::Private),
             ("::ffff:10.0.0.1", Class::Private),
             ("::ffff:127.0.0.1", Class::Loopback),
-            ("2002:7f00:1::", Class::Loopback),       // 6to4 of 127.0.0.1
+            ("2002:7f00:1::", Class::Loopback),         // 6to4 of 127.0.0.1
             ("2001:0:1:2::80ff:fffe", Class::Loopback), // Teredo client 127.0.0.1
             ("224.0.0.1", Class::Multicast),
             ("ff02::1", Class::Multicast),
@@ -350,7 +356,7 @@ mod tests {
         assert!(matches!(p.resolve("[::1]", 80), Err(Refused::Denied { .. })));
         let named = p.resolve("localhost", 80).unwrap_err().to_string();
         assert!(named.starts_with("localhost resolves to "), "{named}");
-        assert!(named.contains("loopback"), "{named}");
+        assert!(named.contains(", a loopback address, which the server's outbound policy denies"), "{named}");
         let ok = OutboundPolicy::allow_loopback().resolve("localhost", 8080).unwrap();
         assert!(ok.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));
     }
