@@ -54,6 +54,8 @@ pub enum Error {
         "the upstream {url} of project \"{project}\" can't be reached ({detail}); check the URL, the network and the proxy settings"
     )]
     UpstreamUnreachable { project: String, url: String, detail: String },
+    #[error("the upstream {url} of project \"{project}\" is refused: {detail}")]
+    UpstreamDenied { project: String, url: String, detail: String },
     #[error("the upstream {url} of project \"{project}\" failed: {detail}")]
     Upstream { project: String, url: String, detail: String },
     #[error(
@@ -124,6 +126,7 @@ impl Error {
                 | Error::InvalidName { .. }
                 | Error::InvalidCredentials { .. }
                 | Error::InvalidHelmChart { .. }
+                | Error::UpstreamDenied { .. }
         )
     }
 }

@@ -43,6 +43,7 @@ mod uri;
 
 pub use credentials::{GitCredentials, HttpsCredentials, Proxy, SshCredentials};
 pub use error::{Error, Result};
+pub use keptn_outbound::OutboundPolicy;
 pub use secret::SecretKey;
 pub use uri::{MAX_COMPONENT_BYTES, MAX_PATH_BYTES, validate_uri};
 
@@ -217,6 +218,8 @@ pub struct ConfigRepo {
     projects: Mutex<HashMap<String, Arc<Project>>>,
     key: OnceLock<SecretKey>,
     freshness: Duration,
+    /// Where upstreams may be: checked on the resolved address before every network operation.
+    outbound: OutboundPolicy,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,6 +239,7 @@ impl ConfigRepo {
             projects: Mutex::new(HashMap::new()),
             key: OnceLock::new(),
             freshness: DEFAULT_FRESHNESS,
+            outbound: OutboundPolicy::default(),
         })
     }
 
@@ -252,7 +256,15 @@ impl ConfigRepo {
         self
     }
 
-    fn secret_key(&self) -> Result<&SecretKey> {
+    /// Which addresses upstreams may resolve to (default: no loopback, link-local, metadata or
+    /// private ones; `file://` counts as loopback).
+    pub fn with_outbound(mut self, policy: OutboundPolicy) -> Self {
+        self.outbound = policy;
+        self
+    }
+
+    /// The key sealing secrets at rest (upstream credentials; the server's other secrets too).
+    pub fn secret_key(&self) -> Result<&SecretKey> {
         if let Some(k) = self.key.get() {
             return Ok(k);
         }
@@ -354,7 +366,7 @@ impl ConfigRepo {
                 if new == parent.id() {
                     return Ok(new.to_string());
                 }
-                match remote::push(repo, project, &up.creds, &up.branch(), new, Some(parent.id()))? {
+                match remote::push(repo, project, &self.outbound, &up.creds, &up.branch(), new, Some(parent.id()))? {
                     remote::Pushed::Accepted => {
                         move_master(repo, project, parent.id(), new)?;
                         up.touch();
@@ -408,13 +420,13 @@ impl ConfigRepo {
     /// is never missing local work unless its history was rewritten, which we then follow.
     /// Returns the new head if it changed.
     fn pull(&self, repo: &Repository, project: &str, up: &Upstream) -> Result<Option<Oid>> {
-        let remote = remote::remote_head(repo, project, &up.creds)?;
+        let remote = remote::remote_head(repo, project, &self.outbound, &up.creds)?;
         *lock(&up.branch) = remote.branch.clone();
         let Some(theirs) = remote.head else {
             up.touch();
             return Ok(None);
         };
-        remote::fetch(repo, project, &up.creds, &remote.branch, theirs)?;
+        remote::fetch(repo, project, &self.outbound, &up.creds, &remote.branch, theirs)?;
         up.touch();
         let (ours, _) = head(repo, project)?;
         let ours = ours.id();
@@ -740,19 +752,27 @@ impl ConfigRepo {
         creds.validate()?;
         self.with_writer(project, |repo, entry| {
             let git = Self::git(project);
-            let remote = remote::remote_head(repo, project, &creds)?;
+            let remote = remote::remote_head(repo, project, &self.outbound, &creds)?;
             let (ours, our_tree) = head(repo, project)?;
             let ours = ours.id();
             let has_history =
                 || Error::UpstreamHasHistory { project: project.into(), url: remote::display_url(&creds.remote_url) };
-            let push = |commit: Oid| match remote::push(repo, project, &creds, &remote.branch, commit, remote.head)? {
+            let push = |commit: Oid| match remote::push(
+                repo,
+                project,
+                &self.outbound,
+                &creds,
+                &remote.branch,
+                commit,
+                remote.head,
+            )? {
                 remote::Pushed::Accepted => Ok(()),
                 remote::Pushed::Rejected(_) => Err(has_history()),
             };
             match remote.head {
                 None => push(ours)?,
                 Some(theirs) => {
-                    remote::fetch(repo, project, &creds, &remote.branch, theirs)?;
+                    remote::fetch(repo, project, &self.outbound, &creds, &remote.branch, theirs)?;
                     if theirs == ours || repo.graph_descendant_of(ours, theirs).map_err(&git)? {
                         push(ours)?;
                     } else if repo.graph_descendant_of(theirs, ours).map_err(&git)? {

@@ -5,8 +5,9 @@ use crate::credentials::GitCredentials;
 use crate::error::{Error, Result};
 use git2::{
     CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, Oid, ProxyOptions, PushOptions,
-    RemoteCallbacks, Repository,
+    RemoteCallbacks, RemoteRedirect, Repository,
 };
+use keptn_outbound::{OutboundPolicy, Refused};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Once;
@@ -53,6 +54,72 @@ pub(crate) fn display_url(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// Host and port a URL connects to; `None` for `file://` (the server's own disk).
+fn endpoint(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default = match scheme {
+        "file" => return None,
+        "https" => 443,
+        "ssh" => 22,
+        "git" => 9418,
+        _ => 80,
+    };
+    // `[v6]:port`, `[v6]`, `host:port`, `host`.
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().unwrap_or(default)),
+        _ => (host_port, default),
+    };
+    Some((host.to_string(), port))
+}
+
+/// The outbound policy, before libgit2 touches the network: the upstream's host (or the proxy's,
+/// which then resolves the upstream) must resolve to allowed addresses. libgit2 resolves again
+/// when it connects; redirects are not followed, so it goes nowhere else.
+fn check_outbound(project: &str, policy: &OutboundPolicy, creds: &GitCredentials) -> Result<()> {
+    let url = display_url(&creds.remote_url);
+    let refused = |detail: String| Error::UpstreamDenied { project: project.into(), url: url.clone(), detail };
+    let Some((host, port)) = endpoint(&creds.remote_url) else {
+        // file:// reads and writes the server's own disk: a loopback target.
+        return match policy.check(std::net::Ipv4Addr::LOCALHOST.into()) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(refused(
+                "a file:// upstream is on the server itself, which the server's outbound policy denies; if this is intended, start the server with --allow-outbound loopback".into(),
+            )),
+        };
+    };
+    let proxy = creds.proxy_url().and_then(|p| endpoint(&p));
+    let result = match &proxy {
+        Some((proxy_host, proxy_port)) => policy.resolve(proxy_host, *proxy_port).map(drop).and_then(|()| {
+            // The proxy resolves the upstream's name; a literal is checked here.
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => policy.check(ip).map_err(|denied| Refused::Denied { host: host.clone(), denied }),
+                Err(_) => Ok(()),
+            }
+        }),
+        None => policy.resolve(&host, port).map(drop),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ Refused::Denied { .. }) => Err(refused(e.to_string())),
+        Err(e @ Refused::Unresolvable { .. }) => {
+            Err(Error::UpstreamUnreachable { project: project.into(), url: url.clone(), detail: e.to_string() })
+        }
+    }
+}
+
+/// libgit2 follows redirects of the first request to any host unless told otherwise; `connect`
+/// (ls-remote) takes no options, so the repository's configuration says it.
+fn no_redirects(repo: &Repository) -> std::result::Result<(), git2::Error> {
+    let mut config = repo.config()?;
+    if config.get_bool("http.followRedirects").ok() != Some(false) {
+        config.set_bool("http.followRedirects", false)?;
+    }
+    Ok(())
 }
 
 /// State the callbacks share with the caller, to tell a rejected credential from a network error.
@@ -208,10 +275,17 @@ fn classify(project: &str, creds: &GitCredentials, seen: &Attempts, e: git2::Err
 
 /// Asks the upstream for its branch heads (`git ls-remote`). The project's branch is `master`,
 /// or the upstream's default branch if it has no `master`.
-pub(crate) fn remote_head(repo: &Repository, project: &str, creds: &GitCredentials) -> Result<RemoteHead> {
+pub(crate) fn remote_head(
+    repo: &Repository,
+    project: &str,
+    policy: &OutboundPolicy,
+    creds: &GitCredentials,
+) -> Result<RemoteHead> {
+    check_outbound(project, policy, creds)?;
     set_timeouts();
     let seen = Rc::new(Attempts::default());
     let err = |e| classify(project, creds, &seen, e);
+    no_redirects(repo).map_err(err)?;
     let mut remote = repo.remote_anonymous(&creds.remote_url).map_err(err)?;
     let conn =
         remote.connect_auth(Direction::Fetch, Some(callbacks(creds, seen.clone())), Some(proxy(creds))).map_err(err)?;
@@ -235,16 +309,26 @@ pub(crate) fn remote_head(repo: &Repository, project: &str, creds: &GitCredentia
 }
 
 /// Fetches the upstream branch into [`TRACKING_REF`] unless `want` is already here.
-pub(crate) fn fetch(repo: &Repository, project: &str, creds: &GitCredentials, branch: &str, want: Oid) -> Result<()> {
+pub(crate) fn fetch(
+    repo: &Repository,
+    project: &str,
+    policy: &OutboundPolicy,
+    creds: &GitCredentials,
+    branch: &str,
+    want: Oid,
+) -> Result<()> {
     if repo.find_commit(want).is_ok() {
         return Ok(());
     }
+    check_outbound(project, policy, creds)?;
     set_timeouts();
     let seen = Rc::new(Attempts::default());
     let err = |e| classify(project, creds, &seen, e);
     let mut remote = repo.remote_anonymous(&creds.remote_url).map_err(err)?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(creds, seen.clone())).proxy_options(proxy(creds));
+    opts.remote_callbacks(callbacks(creds, seen.clone()))
+        .proxy_options(proxy(creds))
+        .follow_redirects(RemoteRedirect::None);
     let spec = format!("+refs/heads/{branch}:{TRACKING_REF}");
     remote.fetch(&[spec.as_str()], Some(&mut opts), None).map_err(err)?;
     repo.find_commit(want).map(drop).map_err(|_| Error::Upstream {
@@ -258,18 +342,22 @@ pub(crate) fn fetch(repo: &Repository, project: &str, creds: &GitCredentials, br
 pub(crate) fn push(
     repo: &Repository,
     project: &str,
+    policy: &OutboundPolicy,
     creds: &GitCredentials,
     branch: &str,
     commit: Oid,
     expected: Option<Oid>,
 ) -> Result<Pushed> {
+    check_outbound(project, policy, creds)?;
     set_timeouts();
     let seen = Rc::new(Attempts::default());
     let err = |e| classify(project, creds, &seen, e);
     repo.reference(PENDING_REF, commit, true, "keptn: push").map_err(err)?;
     let mut remote = repo.remote_anonymous(&creds.remote_url).map_err(err)?;
     let mut opts = PushOptions::new();
-    opts.remote_callbacks(callbacks(creds, seen.clone())).proxy_options(proxy(creds));
+    opts.remote_callbacks(callbacks(creds, seen.clone()))
+        .proxy_options(proxy(creds))
+        .follow_redirects(RemoteRedirect::None);
     let target = format!("refs/heads/{branch}");
     // libgit2's local transport checks fast-forward when it connects but then overwrites the ref,
     // so a concurrent writer's commit could vanish. For `file://` upstreams the objects go to a
@@ -311,5 +399,36 @@ mod tests {
         assert_eq!(display_url("ssh://git@example.com:22/r.git"), "ssh://example.com:22/r.git");
         assert_eq!(display_url("https://example.com"), "https://example.com");
         assert_eq!(display_url("file:///tmp/r.git"), "file:///tmp/r.git");
+    }
+
+    #[test]
+    fn endpoints_of_remote_urls() {
+        let e = |url: &str| endpoint(url).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(e("https://me:t@example.com/o/r.git").as_deref(), Some("example.com 443"));
+        assert_eq!(e("http://127.0.0.1:8080/r.git").as_deref(), Some("127.0.0.1 8080"));
+        assert_eq!(e("ssh://git@[::1]:2222/r.git").as_deref(), Some("[::1] 2222"));
+        assert_eq!(e("ssh://git@[::1]/r.git").as_deref(), Some("[::1] 22"));
+        assert_eq!(e("http://proxy:3128").as_deref(), Some("proxy 3128"));
+        assert_eq!(e("file:///tmp/r.git"), None);
+    }
+
+    #[test]
+    fn the_default_policy_refuses_local_upstreams_before_connecting() {
+        let creds = |url: &str| GitCredentials { remote_url: url.into(), ..GitCredentials::default() };
+        let strict = OutboundPolicy::default();
+        for url in ["http://127.0.0.1:1/r.git", "ssh://git@[::1]:1/r.git", "https://localhost:1/r.git", "file:///tmp/r"]
+        {
+            let err = check_outbound("p", &strict, &creds(url)).unwrap_err();
+            assert!(matches!(err, Error::UpstreamDenied { .. }), "{url}: {err}");
+            assert!(err.to_string().contains("--allow-outbound loopback"), "{err}");
+        }
+        let mut via_proxy = creds("https://10.0.0.5/r.git");
+        via_proxy.https = Some(crate::HttpsCredentials {
+            proxy: Some(crate::Proxy { url: "127.0.0.1:3128".into(), scheme: "http".into(), ..Default::default() }),
+            ..Default::default()
+        });
+        let err = check_outbound("p", &OutboundPolicy::allowing(&["private"]).unwrap(), &via_proxy).unwrap_err();
+        assert!(err.to_string().contains("127.0.0.1 is a loopback address"), "the proxy is checked: {err}");
+        assert!(check_outbound("p", &OutboundPolicy::allow_loopback(), &creds("file:///tmp/r")).is_ok());
     }
 }

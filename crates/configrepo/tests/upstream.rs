@@ -1,7 +1,7 @@
 //! Upstream sync against real remotes: local bare repositories (`file://`) here; the HTTP and ssh
 //! transports are in `upstream_transports.rs`.
 
-use keptn_configrepo::{ConfigRepo, Error, GitCredentials, Scope, SecretKey};
+use keptn_configrepo::{ConfigRepo, Error, GitCredentials, OutboundPolicy, Scope, SecretKey};
 use keptn_testgit::bare::{commit_file as commit_upstream, file as upstream_file, head as upstream_head};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +27,10 @@ struct Setup {
 /// Project "p" (stage dev, service carts) connected to an empty bare upstream.
 fn setup(freshness: Duration) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let repo = ConfigRepo::open(dir.path().join("config")).unwrap().with_freshness(freshness);
+    let repo = ConfigRepo::open(dir.path().join("config"))
+        .unwrap()
+        .with_outbound(OutboundPolicy::allow_loopback())
+        .with_freshness(freshness);
     repo.create_project("p").unwrap();
     repo.create_stage("p", "dev").unwrap();
     repo.create_service("p", "dev", "carts").unwrap();
@@ -187,10 +190,10 @@ fn moving_to_a_new_upstream_pushes_the_history() {
 #[test]
 fn an_upstream_with_a_readme_is_merged_one_with_a_project_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = ConfigRepo::open(dir.path().join("config")).unwrap();
+    let repo = ConfigRepo::open(dir.path().join("config")).unwrap().with_outbound(OutboundPolicy::allow_loopback());
     // A repository "initialised with a README" by the git host.
     let readme = bare(dir.path(), "readme.git");
-    let seed = ConfigRepo::open(dir.path().join("seed")).unwrap();
+    let seed = ConfigRepo::open(dir.path().join("seed")).unwrap().with_outbound(OutboundPolicy::allow_loopback());
     seed.create_project("seed").unwrap();
     seed.set_upstream("seed", file_creds(&readme)).unwrap();
     let r = git2::Repository::open_bare(&readme).unwrap();
@@ -226,7 +229,7 @@ fn an_upstream_with_a_readme_is_merged_one_with_a_project_refused() {
 #[test]
 fn bad_upstreams_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = ConfigRepo::open(dir.path().join("config")).unwrap();
+    let repo = ConfigRepo::open(dir.path().join("config")).unwrap().with_outbound(OutboundPolicy::allow_loopback());
     repo.create_project("p").unwrap();
     let missing = file_creds(&dir.path().join("nope.git"));
     let err = repo.set_upstream("p", missing).unwrap_err();
@@ -252,7 +255,10 @@ fn credentials_are_encrypted_at_rest() {
         ..file_creds(&upstream)
     };
     {
-        let repo = ConfigRepo::open(&root).unwrap().with_secret_key(key.clone());
+        let repo = ConfigRepo::open(&root)
+            .unwrap()
+            .with_outbound(OutboundPolicy::allow_loopback())
+            .with_secret_key(key.clone());
         repo.create_project("p").unwrap();
         repo.set_upstream("p", creds.clone()).unwrap();
     }
@@ -261,9 +267,13 @@ fn credentials_are_encrypted_at_rest() {
         on_disk.extend(std::fs::read(e).unwrap());
     }
     assert!(!on_disk.windows(18).any(|w| w == b"sup3r-s3cret-t0ken"), "token found in plain text under the root");
-    let reopened = ConfigRepo::open(&root).unwrap().with_secret_key(key);
+    let reopened =
+        ConfigRepo::open(&root).unwrap().with_outbound(OutboundPolicy::allow_loopback()).with_secret_key(key);
     assert_eq!(reopened.upstream("p").unwrap(), Some(creds));
-    let wrong = ConfigRepo::open(&root).unwrap().with_secret_key(SecretKey::from_bytes([1; 32]));
+    let wrong = ConfigRepo::open(&root)
+        .unwrap()
+        .with_outbound(OutboundPolicy::allow_loopback())
+        .with_secret_key(SecretKey::from_bytes([1; 32]));
     let err = wrong.upstream("p").unwrap_err();
     assert!(matches!(err, Error::CredentialsUnreadable { .. }), "{err}");
 }
@@ -282,7 +292,7 @@ fn the_upstream_survives_a_restart() {
     let s = setup(Duration::from_secs(60));
     let root = s.dir.path().join("config");
     drop(s.repo);
-    let repo = ConfigRepo::open(&root).unwrap();
+    let repo = ConfigRepo::open(&root).unwrap().with_outbound(OutboundPolicy::allow_loopback());
     let theirs = commit_upstream(&s.upstream, "x.txt", "x");
     // First write after the restart asks the upstream first.
     let id = repo.write("p", Scope::Project, &[("y.txt", b"y")], "y").unwrap();

@@ -2,7 +2,7 @@
 //! (`sshd`), started by `keptn-testgit`. Sync semantics against `file://` remotes are in
 //! `upstream.rs`.
 
-use keptn_configrepo::{ConfigRepo, Error, GitCredentials, HttpsCredentials, Scope, SshCredentials};
+use keptn_configrepo::{ConfigRepo, Error, GitCredentials, HttpsCredentials, OutboundPolicy, Scope, SshCredentials};
 use keptn_testgit::bare::{commit_file as commit_upstream, file as upstream_file, head as upstream_head};
 use keptn_testgit::{HttpRemote, SshRemote, init_bare};
 use std::path::{Path, PathBuf};
@@ -52,7 +52,10 @@ fn ssh_creds(url: &str, private_key: &str, private_key_pass: &str) -> GitCredent
 
 /// A configuration repository under `dir` with project "p" (stage dev, service carts), no upstream.
 fn local_project(dir: &Path, freshness: Duration) -> ConfigRepo {
-    let repo = ConfigRepo::open(dir.join("config")).unwrap().with_freshness(freshness);
+    let repo = ConfigRepo::open(dir.join("config"))
+        .unwrap()
+        .with_outbound(OutboundPolicy::allow_loopback())
+        .with_freshness(freshness);
     repo.create_project("p").unwrap();
     repo.create_stage("p", "dev").unwrap();
     repo.create_service("p", "dev", "carts").unwrap();
@@ -500,4 +503,45 @@ fn moving_from_http_to_ssh_pushes_the_whole_history() {
     assert_eq!(upstream_head(&target), Some(next));
     assert_eq!(upstream_head(&s.bare), Some(head), "the old upstream is left alone");
     assert_eq!(s.remote.requests(), requests, "and not contacted any more");
+}
+
+/// An HTTP server on loopback answering every request with a redirect to `target` + its path.
+fn redirector(target: String) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+            // Skip the headers.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let answer = format!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = (&stream).write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn http_redirects_to_another_host_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    init_bare(&served, "p.git");
+    let remote = HttpRemote::start(&served, Some((USER, TOKEN)));
+    // The remote under another host name (`localhost`, not the checked `127.0.0.1`). libgit2
+    // still follows redirects on the same host (any port): that host was checked already.
+    let target = remote.url("p.git").trim_end_matches("/p.git").replace("127.0.0.1", "localhost");
+    let url = format!("{}/p.git", redirector(target));
+    let repo = local_project(dir.path(), LONG);
+    let err = repo.set_upstream("p", https_creds(&url, TOKEN)).unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    assert_eq!(remote.requests(), 0, "the redirect to another host was followed");
+    assert!(repo.upstream("p").unwrap().is_none());
 }
