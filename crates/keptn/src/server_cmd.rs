@@ -36,6 +36,12 @@ pub struct ServerArgs {
     /// The Prometheus the built-in SLI provider queries for projects without prometheus/config.yaml.
     #[arg(long, env = "KEPTN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
+    /// Targets of user-supplied URLs (SLI providers, Prometheus, pushURL, git upstreams) that
+    /// the server may connect to although they are internal: `loopback`, `private` (RFC 1918,
+    /// 100.64/10, fc00::/7), or an address or CIDR. By default loopback, link-local, cloud
+    /// metadata and private addresses are refused. Comma-separated in the env variable.
+    #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
+    allow_outbound: Vec<String>,
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -120,6 +126,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             sli_timeout: args.sli_timeout,
             prometheus_url: args.prometheus_url,
         },
+        outbound: keptn_server::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?,
     };
     let server =
         keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;

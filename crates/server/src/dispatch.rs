@@ -3,6 +3,7 @@
 //! it or gave up; after a crash, what is still in the outbox is delivered again (at-least-once;
 //! integrations dedup by event id, as keptn's SDK does).
 
+use crate::outbound;
 use crate::uniform::Directory;
 use crate::writer::WriteCmd;
 use keptn_spec::KeptnEvent;
@@ -32,7 +33,7 @@ pub struct Dispatcher {
     pub writer: mpsc::WeakSender<WriteCmd>,
     pub directory: Directory,
     pub bus: broadcast::Sender<Arc<KeptnEvent>>,
-    pub http: reqwest::Client,
+    pub http: crate::outbound::Outbound,
 }
 
 impl Dispatcher {
@@ -123,22 +124,59 @@ impl Dispatcher {
     }
 
     async fn post_with_retries(&self, integration: &str, url: &str, event: &KeptnEvent) {
+        // Logs and messages show the URL without its userinfo (it may hold a password).
+        let shown = crate::uniform::redact_url(url);
+        let url = match reqwest::Url::parse(url) {
+            Ok(url) => url,
+            Err(e) => return self.give_up(integration, &shown, event, format!("pushURL is not a URL: {e}")).await,
+        };
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=ATTEMPTS {
-            let sent =
-                self.http.post(url).header("content-type", "application/cloudevents+json").json(event).send().await;
+            let request = match self.http.request(reqwest::Method::POST, url.clone()) {
+                Ok(request) => request,
+                Err(denied) => return self.give_up(integration, &shown, event, denied.to_string()).await,
+            };
+            let sent = request.header("content-type", "application/cloudevents+json").json(event).send().await;
             match sent {
                 Ok(r) if r.status().is_success() => return,
-                Ok(r) => tracing::warn!(integration, url, status = %r.status(), attempt, "push delivery refused"),
-                Err(e) => tracing::warn!(integration, url, error = %e, attempt, "push delivery failed"),
+                Ok(r) => {
+                    tracing::warn!(integration, url = %shown, status = %r.status(), attempt, "push delivery refused")
+                }
+                Err(e) if outbound::is_refused(&e) => {
+                    return self.give_up(integration, &shown, event, outbound::root_cause(&e)).await;
+                }
+                Err(e) => {
+                    let error = outbound::root_cause(&e.without_url());
+                    tracing::warn!(integration, url = %shown, error = %error, attempt, "push delivery failed");
+                }
             }
             if attempt < ATTEMPTS {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 4).min(Duration::from_secs(30));
             }
         }
+        let why = format!("no success after {ATTEMPTS} attempts");
+        self.give_up(integration, &shown, event, why).await;
+    }
+
+    /// Logs the failure and records it in the integration's error log (`GET /log`), where its
+    /// owner looks for problems.
+    async fn give_up(&self, integration: &str, shown: &str, event: &KeptnEvent, why: String) {
         crate::metrics::push_failed();
-        tracing::error!(integration, url, event = %event.id, "giving up push delivery after {ATTEMPTS} attempts");
+        tracing::error!(integration, url = %shown, event = %event.id, why = %why, "giving up push delivery");
+        let now = now_ms();
+        let triggered = if event.ty.ends_with(".triggered") { &event.id } else { &event.triggeredid };
+        let entry = json!({
+            "integrationid": integration,
+            "shkeptncontext": event.shkeptncontext,
+            "triggeredid": triggered,
+            "time": keptn_engine::format_time(now),
+            "message": format!("push delivery of {} {} to {shown} failed: {why}", event.ty, event.id),
+        });
+        let row = (uuid::Uuid::new_v4().to_string(), integration.to_string(), now, entry);
+        if let Err(e) = self.store.insert_logs(&[row]).await {
+            tracing::error!(integration, error = %e, "could not record the failed push delivery");
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod events_out;
 mod metrics;
+mod outbound;
 mod timers;
 mod token;
 mod uniform;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use error::ApiError;
+pub use keptn_outbound::OutboundPolicy;
 pub use token::load_or_create_token;
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,9 @@ pub struct ServerConfig {
     /// Quality gates: how long the lighthouse waits for SLI providers, and the Prometheus of
     /// projects without `prometheus/config.yaml`.
     pub quality_gates: QualityGates,
+    /// Which addresses user-supplied URLs (SLI providers, Prometheus, pushURL, git upstreams)
+    /// may connect to; the default denies loopback, link-local, metadata and private ones.
+    pub outbound: OutboundPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -107,7 +112,8 @@ pub async fn start_with_signal(
     let config_root = config.data_dir.join("config");
     let mut configrepo = keptn_configrepo::ConfigRepo::open(&config_root)
         .with_context(|| format!("cannot open the configuration repository {}", config_root.display()))?
-        .with_freshness(config.upstream_freshness);
+        .with_freshness(config.upstream_freshness)
+        .with_outbound(config.outbound.clone());
     if let Some(key) = &config.secret_key {
         configrepo = configrepo.with_secret_key(keptn_configrepo::SecretKey::from_bytes(*key));
     }
@@ -137,13 +143,13 @@ pub async fn start_with_signal(
     let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone(), revisions).await?;
     let (writer_handle, writer_task) = writer.spawn();
     let (bus, _) = broadcast::channel(4096);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = outbound::Outbound::new(config.outbound.clone(), Duration::from_secs(30))?;
     let dispatcher = dispatch::Dispatcher {
         store: store.clone(),
         writer: writer_handle.downgrade(),
         directory: directory.clone(),
         bus,
-        http,
+        http: http.clone(),
     };
     let state = Arc::new(api::AppState {
         store: store.clone(),
@@ -158,6 +164,7 @@ pub async fn start_with_signal(
         bus: dispatcher.bus.clone(),
         controls: broadcast::channel(256).0,
         quality_gates: config.quality_gates.clone(),
+        outbound: http,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;

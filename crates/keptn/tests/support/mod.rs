@@ -32,6 +32,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
     quality_gates: keptn_server::QualityGates,
+    outbound: keptn_server::OutboundPolicy,
 }
 
 pub fn install_crypto() {
@@ -79,12 +80,39 @@ impl TestServer {
         Self::start_in(db, tempfile::tempdir().unwrap(), task_start_timeout, quality_gates).await
     }
 
+    /// A server with the production default outbound policy (loopback denied).
+    pub async fn start_strict(db: Db) -> Option<TestServer> {
+        let qg = keptn_server::QualityGates::default();
+        Self::start_outbound(db, Duration::from_secs(600), qg, keptn_server::OutboundPolicy::default()).await
+    }
+
+    pub async fn start_outbound(
+        db: Db,
+        task_start_timeout: Duration,
+        quality_gates: keptn_server::QualityGates,
+        outbound: keptn_server::OutboundPolicy,
+    ) -> Option<TestServer> {
+        Self::start_at(db, tempfile::tempdir().unwrap(), task_start_timeout, quality_gates, outbound).await
+    }
+
     /// A server whose data dir is `dir` (a filesystem the test prepared, say).
     pub async fn start_in(
         db: Db,
         dir: tempfile::TempDir,
         task_start_timeout: Duration,
         quality_gates: keptn_server::QualityGates,
+    ) -> Option<TestServer> {
+        // The tests' integrations, SLI endpoints and git remotes run on loopback.
+        let outbound = keptn_server::OutboundPolicy::allow_loopback();
+        Self::start_at(db, dir, task_start_timeout, quality_gates, outbound).await
+    }
+
+    async fn start_at(
+        db: Db,
+        dir: tempfile::TempDir,
+        task_start_timeout: Duration,
+        quality_gates: keptn_server::QualityGates,
+        outbound: keptn_server::OutboundPolicy,
     ) -> Option<TestServer> {
         install_crypto();
         let (database_url, pg) = database(db).await?;
@@ -100,10 +128,20 @@ impl TestServer {
             secret_key: None,
             upstream_freshness: upstream_freshness(),
             quality_gates: quality_gates.clone(),
+            outbound: outbound.clone(),
         };
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
-        Some(TestServer { url, token, http: reqwest::Client::new(), server: Some(server), dir, pg, quality_gates })
+        Some(TestServer {
+            url,
+            token,
+            http: reqwest::Client::new(),
+            server: Some(server),
+            dir,
+            pg,
+            quality_gates,
+            outbound,
+        })
     }
 
     pub async fn stop(mut self) {
@@ -113,6 +151,18 @@ impl TestServer {
         if let Some((admin, schema)) = self.pg.take() {
             let _ = keptn_store::testing::drop_schema(&admin, &schema).await;
         }
+    }
+
+    /// The server's database, opened a second time (to look at what is stored).
+    pub async fn store(&self) -> Option<keptn_store::Store> {
+        let url = match &self.pg {
+            Some((admin, schema)) => {
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+            }
+            None => format!("sqlite://{}", self.dir.path().join("keptn.db").display()),
+        };
+        keptn_store::Store::connect(&url).await.ok()
     }
 
     pub fn client(&self) -> Client {
@@ -490,6 +540,7 @@ impl TestServer {
             secret_key: None,
             upstream_freshness: upstream_freshness(),
             quality_gates: self.quality_gates.clone(),
+            outbound: self.outbound.clone(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

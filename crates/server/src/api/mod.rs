@@ -43,6 +43,8 @@ pub struct AppState {
     /// keptnContexts whose state changed without an event (pause / resume).
     pub controls: tokio::sync::broadcast::Sender<String>,
     pub quality_gates: crate::QualityGates,
+    /// The HTTP client for user-supplied URLs, with the outbound policy.
+    pub outbound: crate::outbound::Outbound,
 }
 
 pub type Shared = Arc<AppState>;

@@ -5,7 +5,7 @@ use super::paging::{Page, time_param};
 use crate::body::{JsonBody, no_nul};
 use crate::error::{ApiError, ApiResult};
 use crate::timers::now_ms;
-use crate::uniform::{Integration, Subscription, integration_id};
+use crate::uniform::{Integration, Subscription, integration_id, redact_url};
 use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -39,11 +39,21 @@ async fn find(state: &Shared, id: &str) -> ApiResult<Integration> {
     serde_json::from_value(v).map_err(|e| ApiError::unavailable(format!("stored integration is unreadable: {e}")))
 }
 
-fn validate_push_url(url: &str) -> ApiResult<()> {
-    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(ApiError::bad_request(format!("pushURL {url:?} must be an http:// or https:// URL")));
+/// An http(s) URL; a host that is an IP literal must be one the outbound policy allows (names
+/// are checked on every delivery, as they resolve).
+fn validate_push_url(state: &Shared, url: &str) -> ApiResult<()> {
+    if url.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let shown = redact_url(url);
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| ApiError::bad_request(format!("pushURL {shown:?} must be an http:// or https:// URL")))?;
+    state
+        .outbound
+        .check_url(&parsed)
+        .map_err(|denied| ApiError::bad_request(format!("pushURL {shown:?} is refused: {denied}")))
 }
 
 pub async fn register(
@@ -62,7 +72,7 @@ pub async fn upsert_registration(state: &Shared, mut body: Integration) -> ApiRe
     }
     no_nul("name", &body.name)?;
     keptn_spec::event::check_length("name", &body.name, keptn_spec::event::ID_MAX).map_err(ApiError::bad_request)?;
-    validate_push_url(&body.push_url)?;
+    validate_push_url(state, &body.push_url)?;
     for s in &body.subscriptions {
         s.validate().map_err(ApiError::bad_request)?;
     }

@@ -48,7 +48,7 @@ pub trait BuiltIn: Send + Sync + 'static {
 /// The tasks hold the app state: abort them before waiting for the writer to drain.
 pub async fn start_all(state: &Shared, bus: &broadcast::Sender<Arc<KeptnEvent>>) -> Vec<JoinHandle<()>> {
     let qg = &state.quality_gates;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
+    let http = state.outbound.clone();
     let prometheus = sli::prometheus::Prometheus {
         state: state.clone(),
         http: http.clone(),

@@ -14,8 +14,9 @@
 //! ```
 
 use super::config::SliRequest;
+use crate::outbound::Outbound;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Client, Method, Url};
+use reqwest::{Method, Url};
 use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 use std::fmt::Write as _;
@@ -25,11 +26,8 @@ pub const PROVIDER: &str = "http";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How much of a selected non-number is quoted back in an error.
-const QUOTE_LIMIT: usize = 80;
-
 /// The value of one SLI: the indicator's spec from http/sli.yaml, placeholders filled from `req`.
-pub async fn fetch(client: &Client, req: &SliRequest, name: &str, spec: &Value) -> Result<f64, String> {
+pub async fn fetch(client: &Outbound, req: &SliRequest, name: &str, spec: &Value) -> Result<f64, String> {
     let value = async {
         let query = Query::from_spec(req, spec)?;
         let doc = query.send(client).await?;
@@ -71,9 +69,12 @@ impl Query {
     }
 
     /// Sends the request and reads the answer as JSON.
-    async fn send(&self, client: &Client) -> Result<Value, String> {
-        let mut request =
-            client.request(self.method.clone(), self.url.clone()).headers(self.headers.clone()).timeout(self.timeout);
+    /// Messages never quote the answer: the URL may point anywhere, and its text would end up
+    /// in events.
+    async fn send(&self, client: &Outbound) -> Result<Value, String> {
+        let request = client.request(self.method.clone(), self.url.clone());
+        let request = request.map_err(|denied| format!("{} is not sent: {denied}", self.target()))?;
+        let mut request = request.headers(self.headers.clone()).timeout(self.timeout);
         if let Some(body) = &self.body {
             request = request.body(body.clone());
         }
@@ -101,7 +102,7 @@ impl Query {
         match self.json_path.query(doc).all().as_slice() {
             [] => Err(format!("jsonPath {path} selected nothing")),
             [one] => {
-                number(one).ok_or_else(|| format!("jsonPath {path} selected {}, which is not a number", quote(one)))
+                number(one).ok_or_else(|| format!("jsonPath {path} selected {}, which is not a number", kind(one)))
             }
             many => Err(format!("jsonPath {path} selected {} values; it must select exactly one", many.len())),
         }
@@ -168,6 +169,10 @@ fn headers(req: &SliRequest, spec: Option<&Value>) -> Result<HeaderMap, String> 
         };
         let header = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("header name {name:?} is not a valid HTTP header name"))?;
+        if header == reqwest::header::HOST {
+            // It would send the request to another virtual host than the URL names.
+            return Err("header Host can't be set in http/sli.yaml; put the host in url".into());
+        }
         let mut value = HeaderValue::try_from(req.fill(&value))
             .map_err(|_| format!("the value of header {name} is not a valid HTTP header value"))?;
         value.set_sensitive(true);
@@ -239,12 +244,15 @@ fn number(value: &Value) -> Option<f64> {
     n.is_finite().then_some(n)
 }
 
-/// `value` as compact JSON, cut short if long.
-fn quote(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+/// What kind of JSON value it is, for messages (the value itself is never quoted).
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -277,6 +285,13 @@ mod tests {
             "/plain" => "42".into_response(),
             "/html" => "<html>down for maintenance</html>".into_response(),
             "/fail" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            "/leak" => axum::Json(json!({"token": "leaked-secret-value"})).into_response(),
+            "/leak-text" => "token=leaked-secret-value".into_response(),
+            // Redirects to the URL given as the query string.
+            "/redirect" => {
+                let to = uri.query().unwrap_or_default().to_string();
+                (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response()
+            }
             "/slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 "1".into_response()
@@ -326,9 +341,14 @@ mod tests {
     /// reqwest is built with `rustls-no-provider`, so building a client panics until a crypto
     /// provider is installed: `rustls::crypto::ring::default_provider().install_default()`, which
     /// needs `rustls` as a dev-dependency of this crate.
-    fn client() -> Client {
+    fn client_with(policy: keptn_outbound::OutboundPolicy) -> Outbound {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Client::new()
+        Outbound::new(policy, Duration::from_secs(30)).unwrap()
+    }
+
+    /// The test servers run on loopback, so loopback is allowed.
+    fn client() -> Outbound {
+        client_with(keptn_outbound::OutboundPolicy::allow_loopback())
     }
 
     async fn get(spec: Value) -> Result<f64, String> {
@@ -403,9 +423,9 @@ mod tests {
         let cases = [
             ("$.data.missing", "availability: jsonPath $.data.missing selected nothing"),
             ("$.data.list[*]", "availability: jsonPath $.data.list[*] selected 3 values; it must select exactly one"),
-            ("$.data.word", r#"availability: jsonPath $.data.word selected "abc", which is not a number"#),
-            ("$.data.nan", r#"availability: jsonPath $.data.nan selected "NaN", which is not a number"#),
-            ("$.data.list", "availability: jsonPath $.data.list selected [1,2,3], which is not a number"),
+            ("$.data.word", "availability: jsonPath $.data.word selected a string, which is not a number"),
+            ("$.data.nan", "availability: jsonPath $.data.nan selected a string, which is not a number"),
+            ("$.data.list", "availability: jsonPath $.data.list selected an array, which is not a number"),
         ];
         for (path, message) in cases {
             assert_eq!(get(at(path)).await, Err(message.to_string()));
@@ -502,5 +522,66 @@ mod tests {
         assert_eq!(err, "availability: the value of header X-Api-Key is not a valid HTTP header value");
         let bad_url = get(json!({"url": "http://admin:pw-secret@[::1/x", "jsonPath": "$"})).await.unwrap_err();
         assert!(!bad_url.contains("pw-secret") && !bad_url.contains("admin"), "{bad_url}");
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_never_quoted_in_messages() {
+        let (base, _) = serve().await;
+        let cases = [("/leak", "$.token"), ("/leak-text", "$"), ("/leak", "$.*")];
+        for (path, json_path) in cases {
+            let err = get(json!({"url": format!("{base}{path}"), "jsonPath": json_path})).await.unwrap_err();
+            assert!(!err.contains("leaked-secret-value"), "{err}");
+            assert!(err.starts_with("availability: "), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_on_the_same_host_only() {
+        let (base, log) = serve().await;
+        let (other, other_log) = serve().await;
+        let same = get(json!({"url": format!("{base}/redirect?{base}/api"), "jsonPath": "$.data.availability"})).await;
+        assert_eq!(same, Ok(99.5));
+        assert_eq!(log.lock().unwrap().len(), 2);
+        let url = format!("{base}/redirect?{other}/api");
+        let err = get(json!({"url": url, "jsonPath": "$.data.availability"})).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "availability: GET {url} failed: the server answered with a redirect to another host, port or scheme, which is not followed; use the final URL"
+            )
+        );
+        assert!(other_log.lock().unwrap().is_empty(), "the other port got a request");
+    }
+
+    #[tokio::test]
+    async fn the_default_policy_refuses_internal_targets_before_sending() {
+        let (base, log) = serve().await;
+        let port = base.rsplit(':').next().unwrap();
+        let strict = client_with(keptn_outbound::OutboundPolicy::default());
+        for host in ["127.0.0.1", "0x7f000001", "[::ffff:127.0.0.1]", "2130706433"] {
+            let url = format!("http://{host}:{port}/api");
+            let err = fetch(&strict, &request(), "availability", &json!({"url": url, "jsonPath": "$"})).await;
+            let err = err.unwrap_err();
+            assert!(err.contains(" is not sent: "), "{err}");
+            assert!(err.contains("loopback address, which the server's outbound policy denies"), "{err}");
+            assert!(err.ends_with("--allow-outbound loopback"), "{err}");
+        }
+        let url = format!("http://localhost:{port}/api");
+        let err = fetch(&strict, &request(), "availability", &json!({"url": url, "jsonPath": "$"})).await.unwrap_err();
+        assert!(err.starts_with(&format!("availability: GET {url} failed: localhost resolves to ")), "{err}");
+        assert!(err.contains("a loopback address, which the server's outbound policy denies"), "{err}");
+        assert!(log.lock().unwrap().is_empty(), "a request reached the server");
+    }
+
+    #[tokio::test]
+    async fn the_host_header_cannot_be_set() {
+        let (base, log) = serve().await;
+        let spec =
+            json!({"url": format!("{base}/api"), "headers": {"Host": "metadata.google.internal"}, "jsonPath": "$"});
+        assert_eq!(
+            get(spec).await,
+            Err("availability: header Host can't be set in http/sli.yaml; put the host in url".into())
+        );
+        assert!(log.lock().unwrap().is_empty());
     }
 }

@@ -11,14 +11,7 @@ use crate::api::{self, Shared};
 use keptn_configrepo::Scope;
 use serde_json::{Value, json};
 
-/// The innermost cause of a request failure (e.g. "Connection refused"), without reqwest's chain.
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
+pub use crate::outbound::root_cause;
 
 /// One SLI's answer, as in `get-sli.finished` (`success: false` carries the reason).
 pub fn value(metric: &str, result: Result<f64, String>) -> Value {
@@ -142,7 +135,7 @@ pub fn answers(
 /// JSONPath into its answer (see `http.rs`).
 pub struct HttpJson {
     pub state: Shared,
-    pub http: reqwest::Client,
+    pub http: crate::outbound::Outbound,
 }
 
 const GET_SLI_TRIGGERED: &str = "sh.keptn.event.get-sli.triggered";

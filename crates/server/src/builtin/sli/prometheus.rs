@@ -10,6 +10,7 @@ use super::config::{SliRequest, merge_indicators, merge_settings};
 use super::{read_levels, value};
 use crate::api::Shared;
 use crate::builtin::{BuiltIn, answer, common_data};
+use crate::outbound::Outbound;
 use keptn_spec::KeptnEvent;
 use serde_json::{Value, json};
 
@@ -20,7 +21,7 @@ const MONITORING_CONFIGURE: &str = "sh.keptn.event.monitoring.configure";
 
 pub struct Prometheus {
     pub state: Shared,
-    pub http: reqwest::Client,
+    pub http: crate::outbound::Outbound,
     /// `--prometheus-url`: used where no `prometheus/config.yaml` names one.
     pub default_url: Option<String>,
 }
@@ -117,31 +118,39 @@ impl Prometheus {
         Ok(futures_util::future::join_all(fetches).await)
     }
 
-    /// One instant query at `at`; exactly one sample is a value.
     async fn instant(&self, ep: &Endpoint, query: &str, at: &str) -> Result<f64, String> {
-        let url =
-            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", ep.url), &[("query", query), ("time", at)])
-                .map_err(|e| format!("prometheus url {} is not a URL: {e}", ep.url))?;
-        let mut req = self.http.get(url);
-        if !ep.user.is_empty() {
-            req = req.basic_auth(&ep.user, Some(&ep.password));
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, super::root_cause(&e)))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(format!(
-                "Prometheus at {} refused the credentials (HTTP {}); check user and password in prometheus/config.yaml",
-                ep.url,
-                status.as_u16()
-            ));
-        }
-        let body: Value =
-            resp.json().await.map_err(|e| format!("Prometheus answered HTTP {status} without JSON: {e}"))?;
-        sample(&body)
+        instant(&self.http, ep, query, at).await
     }
+}
+
+/// One instant query at `at`; exactly one sample is a value.
+async fn instant(http: &Outbound, ep: &Endpoint, query: &str, at: &str) -> Result<f64, String> {
+    let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", ep.url), &[("query", query), ("time", at)])
+        .map_err(|e| format!("prometheus url {} is not a URL: {e}", ep.url))?;
+    let mut req = http
+        .request(reqwest::Method::GET, url)
+        .map_err(|denied| format!("Prometheus at {} is not queried: {denied}", ep.url))?;
+    if !ep.user.is_empty() {
+        req = req.basic_auth(&ep.user, Some(&ep.password));
+    }
+    let resp =
+        req.send().await.map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, super::root_cause(&e)))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(format!(
+            "Prometheus at {} refused the credentials (HTTP {}); check user and password in prometheus/config.yaml",
+            ep.url,
+            status.as_u16()
+        ));
+    }
+    let body: Value = resp.json().await.map_err(|_| {
+        format!(
+            "Prometheus at {} answered HTTP {} without JSON; check that url points at Prometheus",
+            ep.url,
+            status.as_u16()
+        )
+    })?;
+    sample(&body)
 }
 
 /// keptn's checks on an instant-query answer.
@@ -200,6 +209,27 @@ fn builtin_query(sli: &str, req: &SliRequest) -> Result<String, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_prometheus_on_loopback_is_refused_by_default() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let http = Outbound::new(keptn_outbound::OutboundPolicy::default(), std::time::Duration::from_secs(5)).unwrap();
+        let ep = Endpoint { url: format!("http://{addr}"), user: String::new(), password: String::new() };
+        let err = instant(&http, &ep, "up", "2024-01-01T00:00:00Z").await.unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "Prometheus at http://{addr} is not queried: 127.0.0.1 is a loopback address, which the server's outbound policy denies; if this target is intended, start the server with --allow-outbound loopback"
+            )
+        );
+        let ep = Endpoint { url: format!("http://localhost:{}", addr.port()), ..ep };
+        let err = instant(&http, &ep, "up", "2024-01-01T00:00:00Z").await.unwrap_err();
+        assert!(err.starts_with(&format!("could not reach Prometheus at {}: localhost resolves to ", ep.url)), "{err}");
+        let accepted = tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "a connection reached the listener");
+    }
 
     #[test]
     fn exactly_one_sample() {
