@@ -1,6 +1,7 @@
 //! The outbound policy at the API: with the production default (loopback, link-local, metadata
 //! and private targets denied) a pushURL or git upstream pointing inside is refused, at
-//! registration when its host is a literal and at delivery when a name resolves inside;. SQLite and PostgreSQL.
+//! registration when its host is a literal and at delivery when a name resolves inside; and a
+//! pushURL's password is never shown and never stored in clear. SQLite and PostgreSQL.
 
 mod support;
 
@@ -118,6 +119,76 @@ async fn a_push_url_resolving_inside_is_refused_at_delivery(db: Db) {
     server.stop().await;
 }
 
+/// Every file under `dir`, as bytes.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+async fn push_url_passwords_are_redacted_and_sealed(db: Db) {
+    let Some(mut server) = TestServer::start(db).await else { return };
+    let client = server.client();
+    client.create_project("p", SHIPYARD).await;
+    client.create_service("p", "carts").await;
+    let (port, hits, task) = endpoint().await;
+    let url = format!("http://pusher:pw-s3cret@127.0.0.1:{port}/events");
+    let shown = format!("http://***@127.0.0.1:{port}/events");
+    let (s, b) = client.post(REG, registration("pusher", &url)).await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let (_, one) = client.get(&format!("{REG}/{id}")).await;
+    assert_eq!(one["pushURL"], shown.as_str(), "{one}");
+    let (_, list) = client.get(REG).await;
+    assert!(!list.to_string().contains("pw-s3cret"), "{list}");
+    let (_, pinged) = client.put(&format!("{REG}/{id}/ping"), json!({})).await;
+    assert_eq!(pinged["pushURL"], shown.as_str(), "{pinged}");
+    assert!(!pinged.to_string().contains("pushURLSealed"), "{pinged}");
+
+    // At rest: not in the database (SQLite files; PostgreSQL through the store).
+    if let Some(store) = server.store().await {
+        let stored = store.list_integrations().await.unwrap();
+        assert!(stored.iter().any(|i| i["id"] == id.as_str()), "{stored:?}");
+        assert!(!format!("{stored:?}").contains("pw-s3cret"), "{stored:?}");
+    }
+    for (path, bytes) in files(server.dir.path()) {
+        assert!(!bytes.windows(9).any(|w| w == b"pw-s3cret"), "in clear in {}", path.display());
+    }
+
+    // A client sending back what it read keeps the password; delivery uses it, after a restart too.
+    let mut again = one.clone();
+    again["metadata"]["integrationversion"] = json!("2");
+    let (s, b) = client.post(REG, again).await;
+    assert_eq!(s, 200, "{b}");
+    // A row an older version stored in clear is sealed at start.
+    let legacy = json!({ "id": "legacy", "name": "legacy", "pushURL": "http://u:legacy-pw@example.com/" });
+    server.store().await.unwrap().upsert_integration("legacy", "legacy", 1, &legacy).await.unwrap();
+    server.restart().await;
+    let stored = server.store().await.unwrap().get_integration("legacy").await.unwrap().unwrap();
+    assert_eq!(stored["pushURL"], "http://***@example.com/", "{stored}");
+    assert!(!stored.to_string().contains("legacy-pw"), "{stored}");
+    let client = server.client();
+    let (_, shown_legacy) = client.get(&format!("{REG}/legacy")).await;
+    assert_eq!(shown_legacy["pushURL"], "http://***@example.com/", "{shown_legacy}");
+    client
+        .send(json!({ "type": "sh.keptn.event.dev.delivery.triggered", "source": "t", "data": { "project": "p", "stage": "dev", "service": "carts" } }))
+        .await;
+    let auth =
+        eventually(Duration::from_secs(5), "a delivery", || async { hits.lock().unwrap().first().cloned() }).await;
+    use base64::Engine as _;
+    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("pusher:pw-s3cret"));
+    assert_eq!(auth, want, "the sealed password is used");
+    task.abort();
+    server.stop().await;
+}
+
 async fn git_upstreams_inside_are_refused(db: Db) {
     let Some(server) = TestServer::start_strict(db).await else { return };
     let client = server.client();
@@ -160,6 +231,16 @@ async fn a_push_url_resolving_inside_is_refused_at_delivery_sqlite() {
 #[tokio::test]
 async fn a_push_url_resolving_inside_is_refused_at_delivery_postgres() {
     a_push_url_resolving_inside_is_refused_at_delivery(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn push_url_passwords_are_redacted_and_sealed_sqlite() {
+    push_url_passwords_are_redacted_and_sealed(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn push_url_passwords_are_redacted_and_sealed_postgres() {
+    push_url_passwords_are_redacted_and_sealed(Db::Postgres).await;
 }
 
 #[tokio::test]

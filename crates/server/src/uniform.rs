@@ -132,6 +132,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+impl Integration {
+    /// As API answers show it: the pushURL's userinfo masked.
+    pub fn redacted(mut self) -> Integration {
+        self.push_url = redact_url(&self.push_url);
+        self
+    }
+}
+
 /// Current integrations, shared between the API (writes) and the dispatcher (reads).
 #[derive(Clone, Default)]
 pub struct Directory(Arc<RwLock<Vec<Integration>>>);

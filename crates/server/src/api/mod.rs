@@ -183,7 +183,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub use uniform::{heartbeat, upsert_registration};
 
+/// Loads the integrations for the dispatcher (at start: after sealing pushURL passwords stored
+/// in clear by an older version).
 pub async fn refresh_directory(state: &Shared) -> Result<(), ApiError> {
+    uniform::seal_stored_push_urls(state).await?;
     uniform::refresh(state).await
 }
 

@@ -10,17 +10,55 @@ use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use keptn_engine::format_time;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// Where the stored body keeps the sealed pushURL when it has userinfo; the body's own
+/// `pushURL` is the redacted form (what API answers show).
+const SEALED_PUSH_URL: &str = "pushURLSealed";
+
+fn secret_key(state: &Shared) -> ApiResult<&keptn_configrepo::SecretKey> {
+    state.configrepo.secret_key().map_err(|e| ApiError::unavailable(format!("cannot read the secret key: {e}")))
+}
+
+/// The stored form: a password in the pushURL is sealed like upstream credentials.
+fn to_stored(state: &Shared, integration: &Integration) -> ApiResult<Value> {
+    let mut body = serde_json::to_value(integration.clone().redacted()).expect("serialisable");
+    if redact_url(&integration.push_url) != integration.push_url {
+        let sealed = secret_key(state)?.seal(integration.push_url.as_bytes());
+        body[SEALED_PUSH_URL] = json!(B64.encode(sealed));
+    }
+    Ok(body)
+}
+
+/// The integration as the dispatcher needs it (the whole pushURL). A pushURL that can't be
+/// unsealed (another secret key) is dropped: the integration must register again.
+fn from_stored(state: &Shared, mut body: Value) -> Option<Integration> {
+    let sealed = body.as_object_mut()?.remove(SEALED_PUSH_URL);
+    let mut integration: Integration = serde_json::from_value(body).ok()?;
+    if let Some(sealed) = sealed {
+        let plain = sealed.as_str().and_then(|s| B64.decode(s).ok()).and_then(|s| {
+            let key = secret_key(state).ok()?;
+            key.open(&s).and_then(|p| String::from_utf8(p).ok())
+        });
+        integration.push_url = plain.unwrap_or_else(|| {
+            tracing::error!(integration = %integration.id, "its pushURL can't be decrypted (another secret key?); it must register again");
+            String::new()
+        });
+    }
+    Some(integration)
+}
+
 async fn load_all(state: &Shared) -> ApiResult<Vec<Integration>> {
     let rows = state.store.list_integrations().await?;
-    Ok(rows.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect())
+    Ok(rows.into_iter().filter_map(|v| from_stored(state, v)).collect())
 }
 
 async fn save(state: &Shared, integration: &Integration) -> ApiResult<()> {
-    let body = serde_json::to_value(integration).expect("serialisable");
+    let body = to_stored(state, integration)?;
     state.store.upsert_integration(&integration.id, &integration.name, now_ms(), &body).await?;
     refresh(state).await
 }
@@ -32,11 +70,25 @@ pub async fn refresh(state: &Shared) -> ApiResult<()> {
     Ok(())
 }
 
+/// Seals the pushURL passwords of integrations stored in clear (by an older version).
+pub async fn seal_stored_push_urls(state: &Shared) -> ApiResult<()> {
+    for row in state.store.list_integrations().await? {
+        let clear =
+            row.get(SEALED_PUSH_URL).is_none() && row["pushURL"].as_str().is_some_and(|url| redact_url(url) != url);
+        if let Some(integration) = from_stored(state, row).filter(|_| clear) {
+            let body = to_stored(state, &integration)?;
+            let seen = parse_time(&integration.metadata.lastseen).unwrap_or_else(now_ms);
+            state.store.upsert_integration(&integration.id, &integration.name, seen, &body).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn find(state: &Shared, id: &str) -> ApiResult<Integration> {
     let v = state.store.get_integration(id).await?.ok_or_else(|| {
         ApiError::not_found(format!("integration {id:?} is not registered (it may have expired); register it again"))
     })?;
-    serde_json::from_value(v).map_err(|e| ApiError::unavailable(format!("stored integration is unreadable: {e}")))
+    from_stored(state, v).ok_or_else(|| ApiError::unavailable(format!("stored integration {id:?} is unreadable")))
 }
 
 /// An http(s) URL; a host that is an IP literal must be one the outbound policy allows (names
@@ -101,7 +153,10 @@ pub async fn upsert_registration(state: &Shared, mut body: Integration) -> ApiRe
         }
         target.metadata = body.metadata;
         target.metadata.lastseen = now;
-        target.push_url = body.push_url;
+        // A client that read the registration and sends it back keeps the stored credentials.
+        if body.push_url != redact_url(&target.push_url) {
+            target.push_url = body.push_url;
+        }
         save(state, &target).await?;
         return Ok((StatusCode::OK, target.id));
     }
@@ -144,6 +199,7 @@ pub async fn list(State(state): State<Shared>, Query(p): Query<ListParams>) -> A
     let all = load_all(&state).await?;
     Ok(Json(
         all.into_iter()
+            .map(Integration::redacted)
             .filter(|i| {
                 eq(&p.id, &i.id)
                     && eq(&p.name, &i.name)
@@ -158,7 +214,7 @@ pub async fn list(State(state): State<Shared>, Query(p): Query<ListParams>) -> A
 }
 
 pub async fn get_one(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Integration>> {
-    Ok(Json(find(&state, &id).await?))
+    Ok(Json(find(&state, &id).await?.redacted()))
 }
 
 pub async fn unregister(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -170,7 +226,7 @@ pub async fn unregister(State(state): State<Shared>, Path(id): Path<String>) -> 
 }
 
 pub async fn ping(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Integration>> {
-    Ok(Json(heartbeat(&state, &id).await?))
+    Ok(Json(heartbeat(&state, &id).await?.redacted()))
 }
 
 /// Sets `lastseen` to now; 404 if the integration is not registered (any more).
