@@ -100,6 +100,8 @@ fn secret_key_from_env() -> anyhow::Result<Option<[u8; 32]>> {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    // Flags first: a bad value must not leave a data dir or token behind.
+    let outbound = keptn_server::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let api_token = match std::env::var("KEPTN_API_TOKEN").ok().filter(|t| !t.is_empty()) {
@@ -126,7 +128,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             sli_timeout: args.sli_timeout,
             prometheus_url: args.prometheus_url,
         },
-        outbound: keptn_server::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?,
+        outbound,
     };
     let server =
         keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;

@@ -214,6 +214,23 @@ async fn git_upstreams_inside_are_refused(db: Db) {
 }
 
 #[tokio::test]
+async fn a_bad_allow_outbound_value_stops_the_server_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let args = ["server", "--data-dir", data_arg, "--listen", "127.0.0.1:0", "--allow-outbound", "loopback,intranet"];
+    let out = support::cli::keptn(dir.path(), &args).await;
+    assert!(!out.ok(), "{out}");
+    assert!(
+        out.stderr.contains(
+            r#"--allow-outbound "intranet" must be loopback, private, an IP address or a CIDR such as 10.0.0.0/8"#
+        ),
+        "{out}"
+    );
+    assert!(!data.exists(), "nothing created");
+}
+
+#[tokio::test]
 async fn internal_push_urls_are_refused_at_registration_sqlite() {
     internal_push_urls_are_refused_at_registration(Db::Sqlite).await;
 }
