@@ -574,6 +574,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn allowed_names_resolve_through_the_policy() {
+        let (base, log) = serve().await;
+        let url = base.replace("127.0.0.1", "localhost");
+        assert_eq!(get(json!({"url": format!("{url}/api"), "jsonPath": "$.data.availability"})).await, Ok(99.5));
+        assert_eq!(log.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn the_host_header_cannot_be_set() {
         let (base, log) = serve().await;
         let spec =
