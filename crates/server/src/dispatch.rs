@@ -125,7 +125,7 @@ impl Dispatcher {
 
     async fn post_with_retries(&self, integration: &str, url: &str, event: &KeptnEvent) {
         // Logs and messages show the URL without its userinfo (it may hold a password).
-        let shown = crate::uniform::redact_url(url);
+        let shown = outbound::redact_url(url);
         let url = match reqwest::Url::parse(url) {
             Ok(url) => url,
             Err(e) => return self.give_up(integration, &shown, event, format!("pushURL is not a URL: {e}")).await,

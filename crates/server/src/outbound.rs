@@ -68,6 +68,17 @@ impl Outbound {
     }
 }
 
+/// `http://user:pass@host/x` → `http://***@host/x`: the form messages, logs and API answers
+/// show. URLs without userinfo are unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.into(),
+    }
+}
+
 /// The innermost cause of a request failure (e.g. "Connection refused", or the policy's
 /// refusal), without reqwest's chain.
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -114,5 +125,18 @@ impl Resolve for Checked {
             let allowed = policy.filter(&host, addrs)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_userinfo_when_shown() {
+        assert_eq!(redact_url("http://user:pa@ss@h:8080/x?y=@z"), "http://***@h:8080/x?y=@z");
+        assert_eq!(redact_url("https://token@h/"), "https://***@h/");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_url(""), "");
     }
 }

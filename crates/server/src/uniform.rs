@@ -121,21 +121,10 @@ pub fn subject_matches(pattern: &str, subject: &str) -> bool {
     }
 }
 
-/// `http://user:pass@host/x` → `http://***@host/x`: the form logs and API answers show. URLs
-/// without userinfo are unchanged.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.into(),
-    }
-}
-
 impl Integration {
     /// As API answers show it: the pushURL's userinfo masked.
     pub fn redacted(mut self) -> Integration {
-        self.push_url = redact_url(&self.push_url);
+        self.push_url = crate::outbound::redact_url(&self.push_url);
         self
     }
 }
@@ -220,13 +209,5 @@ mod tests {
         assert!(!s.matches("sh.keptn.event.test.triggered", "c", "dev", "x"));
         assert!(!s.matches("sh.keptn.event.test.triggered", "a", "prod", "x"));
         assert_eq!(integration_id("a", "b", "c").len(), 40);
-    }
-
-    #[test]
-    fn push_urls_lose_their_userinfo_when_shown() {
-        assert_eq!(redact_url("http://user:pa@ss@h:8080/x?y=@z"), "http://***@h:8080/x?y=@z");
-        assert_eq!(redact_url("https://token@h/"), "https://***@h/");
-        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
-        assert_eq!(redact_url(""), "");
     }
 }

@@ -14,7 +14,7 @@
 //! ```
 
 use super::config::SliRequest;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, redact_url};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value};
@@ -65,7 +65,7 @@ impl Query {
 
     /// `GET http://…` for messages, without the URL's userinfo.
     fn target(&self) -> String {
-        format!("{} {}", self.method, shown(&self.url))
+        format!("{} {}", self.method, redact_url(self.url.as_str()))
     }
 
     /// Sends the request and reads the answer as JSON.
@@ -182,10 +182,10 @@ fn headers(req: &SliRequest, spec: Option<&Value>) -> Result<HeaderMap, String> 
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("url {:?} is not a valid URL: {e}", redact(text)))?;
+    let url = Url::parse(text).map_err(|e| format!("url {:?} is not a valid URL: {e}", redact_url(text)))?;
     match url.scheme() {
         "http" | "https" => Ok(url),
-        _ => Err(format!("url {} must start with http:// or https://", shown(&url))),
+        _ => Err(format!("url {} must start with http:// or https://", redact_url(url.as_str()))),
     }
 }
 
@@ -214,24 +214,6 @@ fn encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// The URL without username and password.
-fn shown(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
-}
-
-/// An unparsable URL without whatever sits between `://` and an `@` in the authority.
-fn redact(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else { return text.into() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => text.into(),
-    }
 }
 
 /// A finite number, given as a JSON number or as a string such as `"99.5"`.

@@ -33,6 +33,13 @@ struct Endpoint {
     password: String,
 }
 
+impl Endpoint {
+    /// The URL for messages, without userinfo someone put into it.
+    fn shown(&self) -> String {
+        crate::outbound::redact_url(&self.url)
+    }
+}
+
 impl BuiltIn for Prometheus {
     const NAME: &'static str = NAME;
     const SUBSCRIPTIONS: &'static [&'static str] = &[GET_SLI_TRIGGERED, MONITORING_CONFIGURE];
@@ -66,7 +73,7 @@ impl Prometheus {
         let req = SliRequest { project: event.project().into(), ..SliRequest::default() };
         let message = match self.endpoint(&req, "").await {
             Ok(Some(ep)) => {
-                format!("Prometheus SLI provider selected for project {}; queries go to {}", req.project, ep.url)
+                format!("Prometheus SLI provider selected for project {}; queries go to {}", req.project, ep.shown())
             }
             _ => format!(
                 "Prometheus SLI provider selected for project {}; give it an endpoint: add prometheus/config.yaml with `url: http://prometheus:9090` (keptn add-resource) or start the server with --prometheus-url",
@@ -126,27 +133,29 @@ impl Prometheus {
 /// One instant query at `at`; exactly one sample is a value.
 async fn instant(http: &Outbound, ep: &Endpoint, query: &str, at: &str) -> Result<f64, String> {
     let url = reqwest::Url::parse_with_params(&format!("{}/api/v1/query", ep.url), &[("query", query), ("time", at)])
-        .map_err(|e| format!("prometheus url {} is not a URL: {e}", ep.url))?;
+        .map_err(|e| format!("prometheus url {} is not a URL: {e}", ep.shown()))?;
     let mut req = http
         .request(reqwest::Method::GET, url)
-        .map_err(|denied| format!("Prometheus at {} is not queried: {denied}", ep.url))?;
+        .map_err(|denied| format!("Prometheus at {} is not queried: {denied}", ep.shown()))?;
     if !ep.user.is_empty() {
         req = req.basic_auth(&ep.user, Some(&ep.password));
     }
-    let resp =
-        req.send().await.map_err(|e| format!("could not reach Prometheus at {}: {}", ep.url, super::root_cause(&e)))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("could not reach Prometheus at {}: {}", ep.shown(), super::root_cause(&e)))?;
     let status = resp.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(format!(
             "Prometheus at {} refused the credentials (HTTP {}); check user and password in prometheus/config.yaml",
-            ep.url,
+            ep.shown(),
             status.as_u16()
         ));
     }
     let body: Value = resp.json().await.map_err(|_| {
         format!(
             "Prometheus at {} answered HTTP {} without JSON; check that url points at Prometheus",
-            ep.url,
+            ep.shown(),
             status.as_u16()
         )
     })?;
@@ -224,6 +233,9 @@ mod tests {
                 "Prometheus at http://{addr} is not queried: 127.0.0.1 is a loopback address, which the server's outbound policy denies; if this target is intended, start the server with --allow-outbound loopback"
             )
         );
+        let with_user = Endpoint { url: format!("http://admin:pw-secret@{addr}"), ..ep.clone() };
+        let err = instant(&http, &with_user, "up", "2024-01-01T00:00:00Z").await.unwrap_err();
+        assert!(err.starts_with(&format!("Prometheus at http://***@{addr} is not queried: ")), "{err}");
         let ep = Endpoint { url: format!("http://localhost:{}", addr.port()), ..ep };
         let err = instant(&http, &ep, "up", "2024-01-01T00:00:00Z").await.unwrap_err();
         assert!(err.starts_with(&format!("could not reach Prometheus at {}: localhost resolves to ", ep.url)), "{err}");
