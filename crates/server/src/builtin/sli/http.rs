@@ -12,6 +12,10 @@
 //!     timeout: 10s                 # default 10s
 //!   plain: "http://status.internal/$SERVICE/score"   # shorthand for {url: …, jsonPath: "$"}
 //! ```
+//!
+//! Requests go through the server's outbound policy (`crate::outbound`): internal addresses need
+//! `--allow-outbound`, redirects are followed only on the same origin, `Host` can't be set, and
+//! messages name status, URL and what to check but never quote the answer.
 
 use super::config::SliRequest;
 use crate::outbound::{Outbound, redact_url};
