@@ -42,6 +42,17 @@ pub struct ServerArgs {
     /// metadata and private addresses are refused. Comma-separated in the env variable.
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
+    /// Open HTTP connections at most; more are answered 503 at once.
+    #[arg(long, env = "KEPTN_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// A connection must send a complete request head within this time (from its start or its
+    /// previous response); slower or silent connections are closed.
+    #[arg(long, env = "KEPTN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection that moves no data for this long (a stalled body, a response nobody reads)
+    /// is closed; requests the server is still working on do not count.
+    #[arg(long, env = "KEPTN_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -104,6 +115,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let outbound = keptn_server::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    // Before anything is created: a taken port must leave no data dir or token behind.
+    let listener = keptn_server::bind(&args.listen).await.context("keptn server failed to start")?;
     let api_token = match std::env::var("KEPTN_API_TOKEN").ok().filter(|t| !t.is_empty()) {
         Some(t) => t,
         None => {
@@ -129,9 +142,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             prometheus_url: args.prometheus_url,
         },
         outbound,
+        http: keptn_server::HttpLimits {
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+        },
     };
     let server =
-        keptn_server::start_with_signal(config, shutdown_signal()).await.context("keptn server failed to start")?;
+        keptn_server::start_on(listener, config, shutdown_signal()).await.context("keptn server failed to start")?;
     tracing::info!(
         addr = %server.addr,
         data_dir = %data_dir.display(),

@@ -30,10 +30,18 @@ where
         if bytes.is_empty() {
             return Err(ApiError::bad_request("request body is empty; send a JSON document"));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
+        json_object(&bytes).map(JsonBody)
     }
+}
+
+/// Every keptn request body is a JSON object. serde would otherwise read a struct from an array
+/// by position (`["a","b"]` as `{name, shipyard}`) and turn other documents into puzzling errors.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("request body must be a JSON object ({...}) for this endpoint"));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON for this endpoint: {e}")))
 }
 
 /// Values the server stores in indexed columns must not contain NUL: PostgreSQL refuses it

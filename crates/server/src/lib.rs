@@ -8,8 +8,10 @@ mod config_sync;
 mod dispatch;
 mod error;
 mod events_out;
+mod host;
 mod metrics;
 mod outbound;
+mod serve;
 mod timers;
 mod token;
 mod uniform;
@@ -29,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use error::ApiError;
 pub use keptn_outbound::OutboundPolicy;
+pub use serve::HttpLimits;
 pub use token::load_or_create_token;
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ pub struct ServerConfig {
     /// Which addresses user-supplied URLs (SLI providers, Prometheus, pushURL, git upstreams)
     /// may connect to; the default denies loopback, link-local, metadata and private ones.
     pub outbound: OutboundPolicy,
+    /// Connection limit and timeouts of the HTTP layer.
+    pub http: HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -105,8 +110,39 @@ pub async fn start_with_signal(
     config: ServerConfig,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let listener = bind(&config.listen).await?;
+    start_on(listener, config, signal).await
+}
+
+/// Binds the API's address. First thing at start, so that a taken port fails before anything
+/// (data dir, database, repositories, token) is created.
+pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (choose another address with --listen or KEPTN_LISTEN)"))
+}
+
+/// Starts the server on a bound listener (see `bind`).
+pub async fn start_on(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    host::private_files();
+    let mut http_limits = config.http.clone();
+    if let Some(open_files) = host::raise_open_files_limit() {
+        // Leave descriptors for the database pool, repositories and outbound requests.
+        let fit = (open_files.saturating_sub(256) as usize).max(16);
+        if http_limits.max_connections > fit {
+            tracing::warn!(
+                max_connections = http_limits.max_connections,
+                open_files,
+                "lowering --max-connections to what the open-files limit allows"
+            );
+            http_limits.max_connections = fit;
+        }
+    }
+    host::private_dir(&config.data_dir)?;
     let store = Store::connect(&config.database_url()).await.context("cannot open the database")?;
     let mut catalog = load_catalog(&store).await?;
     let config_root = config.data_dir.join("config");
@@ -171,9 +207,6 @@ pub async fn start_with_signal(
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
@@ -183,9 +216,7 @@ pub async fn start_with_signal(
                 _ = signal => {}
             }
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "server error");
-        }
+        serve::serve(listener, app, http_limits, stop).await;
         expiry_task.abort();
         for task in builtin_tasks {
             task.abort();

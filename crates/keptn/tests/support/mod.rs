@@ -82,8 +82,7 @@ impl TestServer {
 
     /// A server with the production default outbound policy (loopback denied).
     pub async fn start_strict(db: Db) -> Option<TestServer> {
-        let qg = keptn_server::QualityGates::default();
-        Self::start_outbound(db, Duration::from_secs(600), qg, keptn_server::OutboundPolicy::default()).await
+        Self::start_tuned(db, |c| c.outbound = keptn_server::OutboundPolicy::default()).await
     }
 
     pub async fn start_outbound(
@@ -92,7 +91,12 @@ impl TestServer {
         quality_gates: keptn_server::QualityGates,
         outbound: keptn_server::OutboundPolicy,
     ) -> Option<TestServer> {
-        Self::start_at(db, tempfile::tempdir().unwrap(), task_start_timeout, quality_gates, outbound).await
+        Self::start_tuned(db, move |c| {
+            c.task_start_timeout = task_start_timeout;
+            c.quality_gates = quality_gates;
+            c.outbound = outbound;
+        })
+        .await
     }
 
     /// A server whose data dir is `dir` (a filesystem the test prepared, say).
@@ -102,34 +106,40 @@ impl TestServer {
         task_start_timeout: Duration,
         quality_gates: keptn_server::QualityGates,
     ) -> Option<TestServer> {
-        // The tests' integrations, SLI endpoints and git remotes run on loopback.
-        let outbound = keptn_server::OutboundPolicy::allow_loopback();
-        Self::start_at(db, dir, task_start_timeout, quality_gates, outbound).await
+        Self::start_at(db, dir, move |c| {
+            c.task_start_timeout = task_start_timeout;
+            c.quality_gates = quality_gates;
+        })
+        .await
     }
 
-    async fn start_at(
-        db: Db,
-        dir: tempfile::TempDir,
-        task_start_timeout: Duration,
-        quality_gates: keptn_server::QualityGates,
-        outbound: keptn_server::OutboundPolicy,
-    ) -> Option<TestServer> {
+    /// A server whose configuration `tune` adjusts (its data dir is a fresh temporary one).
+    pub async fn start_tuned(db: Db, tune: impl FnOnce(&mut ServerConfig)) -> Option<TestServer> {
+        Self::start_at(db, tempfile::tempdir().unwrap(), tune).await
+    }
+
+    async fn start_at(db: Db, dir: tempfile::TempDir, tune: impl FnOnce(&mut ServerConfig)) -> Option<TestServer> {
         install_crypto();
         let (database_url, pg) = database(db).await?;
         let token = "test-token-0123456789".to_string();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".into(),
-            task_start_timeout,
+            task_start_timeout: Duration::from_secs(600),
             database_url,
             api_token: token.clone(),
             max_body_bytes: 64 * 1024,
             integration_ttl: Duration::from_secs(3600),
             secret_key: None,
             upstream_freshness: upstream_freshness(),
-            quality_gates: quality_gates.clone(),
-            outbound: outbound.clone(),
+            quality_gates: keptn_server::QualityGates::default(),
+            // The tests' integrations, SLI endpoints and git remotes run on loopback.
+            outbound: keptn_server::OutboundPolicy::allow_loopback(),
+            http: keptn_server::HttpLimits::default(),
         };
+        tune(&mut config);
+        let quality_gates = config.quality_gates.clone();
+        let outbound = config.outbound.clone();
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
         Some(TestServer {
@@ -541,6 +551,7 @@ impl TestServer {
             upstream_freshness: upstream_freshness(),
             quality_gates: self.quality_gates.clone(),
             outbound: self.outbound.clone(),
+            http: keptn_server::HttpLimits::default(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

@@ -433,8 +433,9 @@ pub async fn trigger_evaluation(
     let body: EvaluationBody = if raw.iter().all(u8::is_ascii_whitespace) {
         EvaluationBody::default()
     } else {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::bad_request(format!("request body is not a valid evaluation request: {e}")))?
+        crate::body::json_object(&raw).map_err(|e| {
+            ApiError::bad_request(format!("request body is not a valid evaluation request: {}", e.message))
+        })?
     };
     state.catalog.read().expect("catalog").check_scope(&project, &stage, &service).map_err(ApiError::not_found)?;
     if !body.end.is_empty() && !body.timeframe.is_empty() {

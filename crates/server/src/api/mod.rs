@@ -132,7 +132,7 @@ async fn require_token(State(state): State<Shared>, req: Request, next: Next) ->
     let given = headers
         .get("x-token")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")));
+        .or_else(|| headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(crate::token::bearer_token));
     match given {
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
         _ => Err(ApiError::unauthorized()),
@@ -153,10 +153,15 @@ async fn reject_nul_in_uri(req: Request, next: Next) -> Response {
 
 /// axum's own rejections (query strings, paths, 405, raw body limits) are plain text or empty;
 /// keptn clients expect every error as `{"code", "message"}`.
-async fn json_errors(resp: Response) -> Response {
-    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+async fn json_errors(mut resp: Response) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
     use axum::response::IntoResponse as _;
     let status = resp.status();
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The refused body was not read: the connection cannot carry another request. Saying so
+        // lets clients open a new one (the server reads and drops the rest before closing).
+        resp.headers_mut().insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
     let is_json = resp
         .headers()
         .get(CONTENT_TYPE)
