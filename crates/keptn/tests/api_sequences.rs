@@ -345,7 +345,7 @@ async fn sequence_views(db: Db) {
     let (s, view) = client.get(&format!("{CP}/sequence/p")).await;
     assert_eq!(s, 200, "{view}");
     assert_eq!(view["totalCount"], 3);
-    assert_eq!(view["nextPageKey"], "0");
+    assert_eq!(view["nextPageKey"], 0, "an integer, as keptn's models.SequenceStates");
     let states = view["states"].as_array().unwrap();
     assert_eq!(contexts(states), vec![c3.clone(), c2.clone(), c1.clone()], "newest first");
     let s1 = &states[2];
@@ -373,16 +373,16 @@ async fn sequence_views(db: Db) {
     // The state filter applies before paging (the Bridge pages through filtered lists).
     let page = q("state=finished&pageSize=1").await;
     assert_eq!(contexts(page["states"].as_array().unwrap()), vec![c1.clone()], "{page}");
-    assert_eq!((&page["totalCount"], &page["nextPageKey"]), (&json!(1), &json!("0")), "{page}");
+    assert_eq!((&page["totalCount"], &page["nextPageKey"]), (&json!(1), &json!(0)), "{page}");
     let page = q("state=started&pageSize=1&nextPageKey=1").await;
     assert_eq!(contexts(page["states"].as_array().unwrap()), vec![c2.clone()], "c3 (evaluation) and c2 run: {page}");
-    assert_eq!((&page["totalCount"], &page["nextPageKey"]), (&json!(2), &json!("0")), "{page}");
+    assert_eq!((&page["totalCount"], &page["nextPageKey"]), (&json!(2), &json!(0)), "{page}");
     assert_eq!(
         contexts(q(&format!("keptnContext={c1},{c3}")).await["states"].as_array().unwrap()),
         vec![c3.clone(), c1.clone()]
     );
     let page = q("pageSize=1").await;
-    assert_eq!((contexts(page["states"].as_array().unwrap()), &page["nextPageKey"]), (vec![c3.clone()], &json!("1")));
+    assert_eq!((contexts(page["states"].as_array().unwrap()), &page["nextPageKey"]), (vec![c3.clone()], &json!(1)));
     let page = q("pageSize=1&nextPageKey=2").await;
     assert_eq!(contexts(page["states"].as_array().unwrap()), vec![c1.clone()]);
     let c2_time = states[1]["time"].as_str().unwrap();

@@ -280,7 +280,7 @@ async fn error_logs(db: Db) {
     assert_eq!(messages(&q("integrationId=a&fromTime=2026-01-01T10:00:00.000Z").await), vec!["a2"]);
     assert_eq!(messages(&q("integrationId=a&beforeTime=2026-01-01T10:05:00.000Z").await), vec!["a1"]);
     let page = q("pageSize=2").await;
-    assert_eq!((messages(&page), &page["nextPageKey"]), (vec!["b1".to_string(), "a2".into()], &json!("2")));
+    assert_eq!((messages(&page), &page["nextPageKey"]), (vec!["b1".to_string(), "a2".into()], &json!(2)));
 
     // A bad entry rejects the whole batch.
     for (body, what) in [

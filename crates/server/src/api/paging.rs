@@ -1,5 +1,5 @@
 //! Query parameters shared by list endpoints: keptn's pagination (`pageSize`, default 20, and
-//! `nextPageKey`, a stringified offset; "0" = no more) and ISO 8601 time filters.
+//! `nextPageKey`, an offset, a string or a number as keptn's model of the list has it; 0 = no more) and ISO 8601 time filters.
 
 use crate::error::ApiError;
 use serde::Deserialize;
@@ -42,8 +42,14 @@ impl Page {
 
     /// The next page key for a result of `total` items: "0" when this was the last page.
     pub fn next_key(&self, total: i64) -> String {
+        self.next_offset(total).to_string()
+    }
+
+    /// The same as a number, for the lists whose keptn model has an integer `nextPageKey`
+    /// (`models.SequenceStates`, `models.GetLogsResponse`: keptn's Go clients refuse a string).
+    pub fn next_offset(&self, total: i64) -> i64 {
         let next = self.offset.saturating_add(self.limit);
-        if next < total { next.to_string() } else { "0".into() }
+        if next < total { next } else { 0 }
     }
 
     pub fn slice<T: Clone>(&self, all: &[T]) -> Vec<T> {

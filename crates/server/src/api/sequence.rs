@@ -61,7 +61,7 @@ pub async fn states(
         let (page_contexts, total) = state.store.contexts_page(&q).await?;
         let docs = state_docs(&state, &project, &page_contexts).await?;
         return Ok(Json(
-            json!({ "states": docs, "nextPageKey": page.next_key(total), "pageSize": docs.len(), "totalCount": total }),
+            json!({ "states": docs, "nextPageKey": page.next_offset(total), "pageSize": docs.len(), "totalCount": total }),
         ));
     };
     // The state is computed, not stored: filter every context in chunks, then page the matches,
@@ -82,7 +82,7 @@ pub async fn states(
     let total = matching.len() as i64;
     let docs = page.slice(&matching);
     Ok(Json(
-        json!({ "states": docs, "nextPageKey": page.next_key(total), "pageSize": docs.len(), "totalCount": total }),
+        json!({ "states": docs, "nextPageKey": page.next_offset(total), "pageSize": docs.len(), "totalCount": total }),
     ))
 }
 

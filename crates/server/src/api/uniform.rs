@@ -323,7 +323,9 @@ pub async fn logs(State(state): State<Shared>, Query(p): Query<LogParams>) -> Ap
             page.limit,
         )
         .await?;
-    Ok(Json(json!({ "logs": logs, "nextPageKey": page.next_key(total), "pageSize": logs.len(), "totalCount": total })))
+    Ok(Json(
+        json!({ "logs": logs, "nextPageKey": page.next_offset(total), "pageSize": logs.len(), "totalCount": total }),
+    ))
 }
 
 #[derive(Deserialize)]
