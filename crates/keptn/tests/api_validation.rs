@@ -456,7 +456,9 @@ async fn bad_query_parameters_are_400() {
         let path = format!("{base}{sep}nextPageKey=9223372036854775807");
         let (s, b) = client.get(&path).await;
         assert_eq!(s, 200, "{path}: {b}");
-        assert_eq!(b["nextPageKey"], "0", "{path}: {b}");
+        // keptn's models: an integer for sequences and logs, a string elsewhere.
+        let last_page = if base.ends_with("/sequence/p") || base.ends_with("/log") { json!(0) } else { json!("0") };
+        assert_eq!(b["nextPageKey"], last_page, "{path}: {b}");
         assert_eq!(b["pageSize"], 0, "{path}: {b}");
         // Repeated parameters are a client error in keptn's JSON shape too.
         let path = format!("{base}{sep}pageSize=1&pageSize=2");
