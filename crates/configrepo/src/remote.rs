@@ -45,15 +45,7 @@ fn set_timeouts() {
 
 /// `https://user:token@host/x` → `https://host/x`: never show userinfo someone put in the URL.
 pub(crate) fn display_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            let slash = if rest.contains('/') { "/" } else { "" };
-            format!("{scheme}://{host}{slash}{path}")
-        }
-        None => url.to_string(),
-    }
+    keptn_outbound::strip_userinfo(url)
 }
 
 /// Host and port a URL connects to; `None` for `file://` (the server's own disk).

@@ -252,6 +252,26 @@ fn class_v6(ip: Ipv6Addr) -> Option<Class> {
     })
 }
 
+/// A URL without its userinfo: `("scheme://", "host/…")` for `scheme://user:pw@host/…`;
+/// `None` when the authority has no `@` (an `@` in the path or query does not count).
+fn split_userinfo(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some((&url[..scheme.len() + 3], &rest[at + 1..]))
+}
+
+/// `http://user:pass@host/x` → `http://***@host/x`: the form messages, logs and API answers
+/// show. URLs without userinfo are unchanged.
+pub fn redact_url(url: &str) -> String {
+    split_userinfo(url).map_or_else(|| url.into(), |(scheme, rest)| format!("{scheme}***@{rest}"))
+}
+
+/// `https://user:token@host/x` → `https://host/x`: the URL with its userinfo left out.
+pub fn strip_userinfo(url: &str) -> String {
+    split_userinfo(url).map_or_else(|| url.into(), |(scheme, rest)| format!("{scheme}{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

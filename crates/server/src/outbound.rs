@@ -68,16 +68,7 @@ impl Outbound {
     }
 }
 
-/// `http://user:pass@host/x` → `http://***@host/x`: the form messages, logs and API answers
-/// show. URLs without userinfo are unchanged.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.into(),
-    }
-}
+pub use keptn_outbound::redact_url;
 
 /// The innermost cause of a request failure (e.g. "Connection refused", or the policy's
 /// refusal), without reqwest's chain.
