@@ -9,6 +9,7 @@ mod dispatch;
 mod error;
 mod events_out;
 mod host;
+mod ingest;
 mod metrics;
 mod outbound;
 mod serve;

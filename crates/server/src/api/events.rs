@@ -3,109 +3,38 @@
 
 use super::Shared;
 use super::paging::{Page, time_param};
-use crate::body::{JsonBody, no_nul};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
+use crate::ingest::Ids;
 use crate::timers::now_ms;
 use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use keptn_engine::format_time;
-use keptn_spec::event_type::{self, EventType};
+use keptn_spec::event_type;
 use keptn_spec::{KeptnEvent, duration};
 use keptn_store::{EventCursor, EventField, EventPage, EventQuery, OpenTriggeredQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub const API_SOURCE: &str = "https://github.com/keptn/keptn/api";
+pub use crate::ingest::API_SOURCE;
 
-/// keptn keeps a UUID context, derives a stable UUID from any other string, and makes one up
-/// when none is given.
-fn keptn_context(given: &str) -> String {
-    if given.is_empty() {
-        return uuid::Uuid::now_v7().to_string();
-    }
-    match uuid::Uuid::parse_str(given) {
-        Ok(u) => u.to_string(),
-        Err(_) => uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, given.as_bytes()).to_string(),
-    }
-}
-
-/// Checks an incoming event the way the control plane needs it, and fills keptn's defaults.
-fn prepare(state: &Shared, body: Value) -> ApiResult<KeptnEvent> {
-    if !body.is_object() {
-        return Err(ApiError::bad_request("the event must be a JSON object (a CloudEvent in structured mode)"));
-    }
-    let mut event: KeptnEvent =
-        serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("not a keptn CloudEvent: {e}")))?;
-    if event.ty.is_empty() {
-        return Err(ApiError::bad_request("type is required, e.g. sh.keptn.event.dev.delivery.triggered"));
-    }
-    if !event.data.is_object() {
-        return Err(ApiError::bad_request("data is required and must be an object with project, stage and service"));
-    }
-    for (field, value) in [
-        ("type", event.ty.as_str()),
-        ("source", &event.source),
-        ("triggeredid", &event.triggeredid),
-        ("data.project", event.project()),
-        ("data.stage", event.stage()),
-        ("data.service", event.service()),
-    ] {
-        no_nul(field, value)?;
-    }
-    event.id = uuid::Uuid::now_v7().to_string();
-    event.time = format_time(now_ms());
-    event.shkeptncontext = keptn_context(&event.shkeptncontext);
-    if event.source.is_empty() {
-        event.source = API_SOURCE.into();
-    }
-    if event.specversion.is_empty() {
-        event.specversion = "1.0".into();
-    }
-    if event.datacontenttype.is_none() {
-        event.datacontenttype = Some("application/json".into());
-    }
-    // What cannot be stored is refused here, the same on every database, before it reaches the
-    // writer (where it would fail the batch it shares with other clients' events).
-    event.check_limits().map_err(ApiError::bad_request)?;
-    match EventType::parse(&event.ty) {
-        EventType::Sequence { stage, kind, .. } if kind == "triggered" => {
-            for field in ["project", "service"] {
-                if event.data.get(field).and_then(Value::as_str).unwrap_or("").is_empty() {
-                    return Err(ApiError::bad_request(format!("data.{field} is required to trigger a sequence")));
-                }
-            }
-            match event.stage() {
-                "" => event.data["stage"] = json!(stage),
-                s if s != stage => {
-                    return Err(ApiError::bad_request(format!(
-                        "data.stage {s:?} does not match the stage {stage:?} in the event type"
-                    )));
-                }
-                _ => {}
-            }
-        }
-        EventType::Task { kind, .. } if (kind == "started" || kind == "finished") && event.triggeredid.is_empty() => {
-            return Err(ApiError::bad_request(format!(
-                "triggeredid is required on a .{kind} event: set it to the id of the .triggered event it answers"
-            )));
-        }
-        _ => {}
-    }
-    let catalog = state.catalog.read().expect("catalog");
-    catalog.check_scope(event.project(), event.stage(), event.service()).map_err(ApiError::not_found)?;
-    Ok(event)
-}
-
-pub async fn post_event(State(state): State<Shared>, JsonBody(body): JsonBody<Value>) -> ApiResult<Json<Value>> {
-    let event = prepare(&state, body)?;
-    let context = event.shkeptncontext.clone();
-    if let EventType::Sequence { kind, .. } = EventType::parse(&event.ty)
-        && kind == "triggered"
-    {
-        crate::config_sync::refresh_before_sequence(&state, event.project()).await;
-    }
-    state.writer.ingest(event).await?;
+pub async fn post_event(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let ids = match headers.get(crate::ingest::IDEMPOTENCY_KEY) {
+        Some(key) => Ids::Keep(
+            key.to_str()
+                .ok()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| ApiError::bad_request("the Idempotency-Key header must be a non-empty ASCII string"))?
+                .to_string(),
+        ),
+        None => Ids::Assign,
+    };
+    let context = crate::ingest::ingest_json(&state, body, ids).await?;
     Ok(Json(json!({ "keptnContext": context })))
 }
 

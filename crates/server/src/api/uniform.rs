@@ -27,7 +27,7 @@ fn secret_key(state: &Shared) -> ApiResult<&keptn_configrepo::SecretKey> {
 
 /// The stored form: a password in the pushURL is sealed like upstream credentials.
 fn to_stored(state: &Shared, integration: &Integration) -> ApiResult<Value> {
-    let mut body = serde_json::to_value(integration.clone().redacted()).expect("serialisable");
+    let mut body = serde_json::to_value(crate::uniform::redacted(integration.clone())).expect("serialisable");
     if redact_url(&integration.push_url) != integration.push_url {
         let sealed = secret_key(state)?.seal(integration.push_url.as_bytes());
         body[SEALED_PUSH_URL] = json!(B64.encode(sealed));
@@ -200,7 +200,7 @@ pub async fn list(State(state): State<Shared>, Query(p): Query<ListParams>) -> A
     let all = load_all(&state).await?;
     Ok(Json(
         all.into_iter()
-            .map(Integration::redacted)
+            .map(crate::uniform::redacted)
             .filter(|i| {
                 eq(&p.id, &i.id)
                     && eq(&p.name, &i.name)
@@ -215,7 +215,7 @@ pub async fn list(State(state): State<Shared>, Query(p): Query<ListParams>) -> A
 }
 
 pub async fn get_one(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Integration>> {
-    Ok(Json(find(&state, &id).await?.redacted()))
+    Ok(Json(crate::uniform::redacted(find(&state, &id).await?)))
 }
 
 pub async fn unregister(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -227,7 +227,7 @@ pub async fn unregister(State(state): State<Shared>, Path(id): Path<String>) -> 
 }
 
 pub async fn ping(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Integration>> {
-    Ok(Json(heartbeat(&state, &id).await?.redacted()))
+    Ok(Json(crate::uniform::redacted(heartbeat(&state, &id).await?)))
 }
 
 /// Sets `lastseen` to now; 404 if the integration is not registered (any more).

@@ -1,0 +1,149 @@
+//! The integration contract. An [`Integration`] declares its name, version and default
+//! subscriptions and handles one event at a time through a [`Context`], which offers only what
+//! keptn's public API offers an integration: send an event, query the datastore, read and write
+//! resources at a commit, read its secrets, write error logs. A transport (in-process in the
+//! server, remote over HTTP, NATS JetStream) implements [`Context`] and [`ControlPlane`]; the
+//! integration cannot tell which one it runs on.
+
+pub mod subscription;
+
+pub use subscription::{
+    Filter, KubernetesMetadata, Metadata, Registration, Subscription, integration_id, subject_matches,
+};
+
+use keptn_spec::KeptnEvent;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What can go wrong when an integration talks to the control plane.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ContextError {
+    /// The control plane refused the request (bad input, unknown project, ...): retrying the
+    /// same request does not help. `status` is the HTTP status keptn's API would answer.
+    #[error("{message} (HTTP {status})")]
+    Refused { status: u16, message: String },
+    /// The control plane could not be reached or is unavailable: retry later.
+    #[error("control plane unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ContextError {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ContextError::Unavailable(_) => true,
+            ContextError::Refused { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+}
+
+pub type ContextResult<T> = Result<T, ContextError>;
+
+/// A datastore query (keptn's `GET /mongodb-datastore/event`): every field set must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    pub keptn_context: Option<String>,
+    pub event_id: Option<String>,
+    pub ty: Option<String>,
+    pub project: Option<String>,
+    pub stage: Option<String>,
+    pub service: Option<String>,
+    /// 0 = all of them.
+    pub limit: usize,
+}
+
+/// Where a resource lives (keptn's resource-service): project, optional stage and service, URI,
+/// and the commit to read at (None = the current head).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceAt {
+    pub project: String,
+    pub stage: Option<String>,
+    pub service: Option<String>,
+    pub uri: String,
+    pub gitcommitid: Option<String>,
+}
+
+/// An error log entry (keptn's `POST /controlPlane/v1/log`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogEntry {
+    pub integration_id: String,
+    pub message: String,
+    pub keptn_context: String,
+    pub triggered_id: String,
+    pub task: String,
+}
+
+/// What an integration may do, as keptn's public API offers it.
+#[async_trait::async_trait]
+pub trait Context: Send + Sync {
+    /// Sends an event (`.started`, `.finished`, a new `.triggered`). Its `id` is kept: sending
+    /// the same event again is accepted without effect, so answers with ids derived from what
+    /// they answer (see [`answer`]) are exactly-once however often a step runs.
+    async fn send(&self, event: KeptnEvent) -> ContextResult<()>;
+    /// Events from the datastore, oldest first.
+    async fn events(&self, query: EventQuery) -> ContextResult<Vec<KeptnEvent>>;
+    /// A resource's content; None if there is none at that place and commit.
+    async fn resource(&self, at: &ResourceAt) -> ContextResult<Option<Vec<u8>>>;
+    /// Writes resources at one place in one commit (`at.gitcommitid` is ignored).
+    async fn put_resources(&self, at: &ResourceAt, files: Vec<(String, Vec<u8>)>, message: &str) -> ContextResult<()>;
+    /// A key of a secret the integration may read; None if it does not exist.
+    async fn secret(&self, name: &str, key: &str) -> ContextResult<Option<String>>;
+    /// Records an error log entry for the integration.
+    async fn log_error(&self, entry: LogEntry) -> ContextResult<()>;
+}
+
+/// What the runner of an integration needs from the control plane besides [`Context`]:
+/// registration (keptn's uniform), heartbeats and the open `.triggered` events to catch up on.
+#[async_trait::async_trait]
+pub trait ControlPlane: Context {
+    /// Registers (keptn's upsert rules: same name, namespace and host = same id); returns the id.
+    async fn register(&self, registration: Registration) -> ContextResult<String>;
+    /// Refreshes `lastseen`; `Ok(None)` if the registration is gone (register again). Returns
+    /// the current stored subscriptions, which a user may have edited.
+    async fn heartbeat(&self, id: &str) -> ContextResult<Option<Vec<Subscription>>>;
+    /// Open `.triggered` events of one type (keptn's `GET /controlPlane/v1/event/triggered/{type}`).
+    async fn open_triggered(&self, ty: &str) -> ContextResult<Vec<KeptnEvent>>;
+}
+
+/// An integration: declared by name, version and default subscriptions; handles one event at a
+/// time. It keeps no state that must survive a restart: what it needs, it reads through the
+/// context, so any replica can take over.
+#[async_trait::async_trait]
+pub trait Integration: Send + Sync + 'static {
+    /// Registration name and `source` of its events, e.g. `lighthouse-service`.
+    fn name(&self) -> &'static str;
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+    /// Event types of its first registration (no filter); afterwards the stored ones count.
+    fn subscriptions(&self) -> &'static [&'static str];
+    /// Handles one event it subscribed to. An error makes the runner offer the event again later
+    /// (when `is_transient`) or log it.
+    async fn handle(&self, event: Arc<KeptnEvent>, ctx: Arc<dyn Context>) -> ContextResult<()>;
+}
+
+/// An answer to `triggered` from integration `source`: same context, `triggeredid` and
+/// `gitcommitid`, `time` left for the control plane to fill.
+///
+/// The id is derived from the answered event, the source and the type (and `discriminator`, for
+/// several events of one type answering one event), so an answer repeated by another replica or
+/// after a restart has the same id and the control plane keeps one.
+pub fn answer(source: &str, triggered: &KeptnEvent, ty: String, discriminator: &str, data: Value) -> KeptnEvent {
+    let name = format!("{}/{source}/{ty}/{discriminator}", triggered.id);
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string();
+    let mut event = KeptnEvent::new(id, ty, triggered.shkeptncontext.clone(), String::new(), data);
+    event.source = source.into();
+    event.triggeredid = triggered.id.clone();
+    event.gitcommitid = triggered.gitcommitid.clone();
+    event
+}
+
+/// keptn's common data block of an event: project, stage, service and labels.
+pub fn common_data(event: &KeptnEvent) -> Value {
+    let mut data =
+        serde_json::json!({ "project": event.project(), "stage": event.stage(), "service": event.service() });
+    if let Some(labels) = event.data.get("labels") {
+        data["labels"] = labels.clone();
+    }
+    data
+}
