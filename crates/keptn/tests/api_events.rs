@@ -399,3 +399,57 @@ async fn open_triggered_queries_sqlite() {
 async fn open_triggered_queries_postgres() {
     open_triggered_queries(Db::Postgres).await;
 }
+
+/// `Idempotency-Key` (keptn-rs addition): the key becomes the event's id, a repeat is accepted
+/// without a second event; without the header every POST is a new event, as in keptn.
+async fn idempotency_key(db: Db) {
+    let Some((server, client)) = setup(db).await else { return };
+    let event = json!({
+        "type": "sh.keptn.event.dev.delivery.triggered", "source": "script", "id": "ignored",
+        "data": { "project": "p", "stage": "dev", "service": "carts" }
+    });
+    let post = |key: Option<&str>| {
+        let mut req = client.http.post(format!("{}/api/v1/event", client.url)).header("x-token", &client.token);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let req = req.json(&event);
+        async move {
+            let resp = req.send().await.expect("sent");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let key = uuid::Uuid::new_v4().to_string();
+    let (s1, first) = post(Some(&key)).await;
+    let (s2, second) = post(Some(&key)).await;
+    assert_eq!((s1, s2), (200, 200), "{first} {second}");
+    let stored = event_by_id(&client, &key).await;
+    assert_eq!(stored["id"], key.as_str(), "the key is the stored id: {stored}");
+    let ctx = stored["shkeptncontext"].as_str().unwrap().to_string();
+    assert_eq!(first["keptnContext"], ctx.as_str());
+    let (_, b) = client.get(&format!("{DS}?keptnContext={ctx}&type=sh.keptn.event.dev.delivery.triggered")).await;
+    assert_eq!(b["totalCount"], 1, "the repeat added nothing: {b}");
+    // Without the header, keptn's rule: a new id each time, the body's id ignored.
+    let (_, a) = post(None).await;
+    let (_, b) = post(None).await;
+    assert_ne!(a["keptnContext"], b["keptnContext"]);
+    let (s, b) = client.get(&format!("{DS}?eventID=ignored")).await;
+    assert_eq!((s, b["totalCount"].as_i64()), (200, Some(0)), "{b}");
+    // A key the id rules refuse is a 400 with keptn's body, not a stored event.
+    let (s, b) = post(Some(&"k".repeat(300))).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("id"), "{b}");
+    assert_eq!(b["code"], 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_sqlite() {
+    idempotency_key(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_postgres() {
+    idempotency_key(Db::Postgres).await;
+}
