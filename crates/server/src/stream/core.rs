@@ -98,17 +98,23 @@ impl<T: Clone> Hub<T> {
         }
     }
 
-    /// A member's connection ended: its unacked events go to the remaining members (least
-    /// loaded first) or wait for the next one. A stale connection (already replaced) changes
-    /// nothing.
-    pub fn disconnect(&mut self, group: &str, member: &str, conn: u64) -> Vec<Delivery<T>> {
+    /// A member's connection ended: its unacked events go to the remaining members whose current
+    /// subscriptions still take them (`takes(member, item)`; least loaded first) or wait for the
+    /// next one. A stale connection (already replaced) changes nothing.
+    pub fn disconnect(
+        &mut self,
+        group: &str,
+        member: &str,
+        conn: u64,
+        takes: impl Fn(&str, &T) -> bool,
+    ) -> Vec<Delivery<T>> {
         let max = self.max_waiting;
         let Some(g) = self.groups.get_mut(group) else { return Vec::new() };
         let Some(pos) = g.members.iter().position(|m| m.id == member && m.conn == conn) else { return Vec::new() };
         let orphans = g.members.remove(pos).in_flight;
         let mut out = Vec::new();
         for (id, item) in orphans {
-            match g.members.iter_mut().min_by_key(|m| m.in_flight.len()) {
+            match g.members.iter_mut().filter(|m| takes(&m.id, &item)).min_by_key(|m| m.in_flight.len()) {
                 Some(m) => {
                     out.push(Delivery { member: m.id.clone(), conn: m.conn, id: id.clone(), item: item.clone() });
                     m.in_flight.push((id, item));
@@ -189,10 +195,21 @@ mod tests {
         h.offer("g", &all, "2", 2);
         h.ack("g", "a", &ids(&["1", "unknown"]));
         h.connect("g", "b", 2);
-        let moved = h.disconnect("g", "a", 1);
+        let moved = h.disconnect("g", "a", 1, |_, _| true);
         assert_eq!(moved.len(), 1);
         assert_eq!((moved[0].member.as_str(), moved[0].id.as_str()), ("b", "2"));
         assert!(h.holds("g", "2") && !h.holds("g", "1"));
+    }
+
+    #[test]
+    fn redelivery_skips_members_no_longer_subscribed() {
+        let mut h = Hub::new(10);
+        h.connect("g", "a", 1);
+        h.offer("g", &ids(&["a"]), "1", 1);
+        h.connect("g", "b", 2);
+        assert!(h.disconnect("g", "a", 1, |m, _| m != "b").is_empty());
+        // Not lost: it waits for the next member.
+        assert_eq!(h.connect("g", "c", 3).len(), 1);
     }
 
     #[test]
@@ -200,7 +217,7 @@ mod tests {
         let mut h = Hub::new(2);
         h.connect("g", "a", 1);
         h.offer("g", &ids(&["a"]), "1", 1);
-        assert!(h.disconnect("g", "a", 1).is_empty());
+        assert!(h.disconnect("g", "a", 1, |_, _| true).is_empty());
         assert_eq!(h.offer("g", &ids(&["a"]), "2", 2), Offer::Waiting { dropped: None });
         assert_eq!(h.offer("g", &ids(&["a"]), "3", 3), Offer::Waiting { dropped: Some("1".into()) });
         let got: Vec<String> = h.connect("g", "b", 5).into_iter().map(|d| d.id).collect();
@@ -215,7 +232,7 @@ mod tests {
         let again = h.connect("g", "a", 2);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].conn, 2);
-        assert!(h.disconnect("g", "a", 1).is_empty());
+        assert!(h.disconnect("g", "a", 1, |_, _| true).is_empty());
         assert!(h.holds("g", "1"));
     }
 }
