@@ -13,6 +13,7 @@ mod ingest;
 mod metrics;
 mod outbound;
 mod serve;
+mod stream;
 mod timers;
 mod token;
 mod uniform;
