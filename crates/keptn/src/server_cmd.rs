@@ -20,6 +20,9 @@ pub struct ServerArgs {
     /// Database: default SQLite in the data dir; `postgres://user@host/db` for PostgreSQL.
     #[arg(long, env = "KEPTN_DATABASE_URL")]
     database_url: Option<String>,
+    /// NATS server (nats://host:port): committed events are published to JetStream (docs/nats.md).
+    #[arg(long, env = "KEPTN_NATS_URL")]
+    nats_url: Option<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "KEPTN_MAX_BODY_SIZE", default_value_t = 5 * 1024 * 1024)]
     max_body_size: usize,
@@ -147,6 +150,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             header_read_timeout: args.header_read_timeout,
             idle_timeout: args.idle_timeout,
         },
+        nats_url: args.nats_url,
     };
     let server =
         keptn_server::start_on(listener, config, shutdown_signal()).await.context("keptn server failed to start")?;

@@ -3,6 +3,7 @@
 mod api;
 mod body;
 mod builtin;
+mod bus;
 mod catalog;
 mod config_sync;
 mod dispatch;
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub outbound: OutboundPolicy,
     /// Connection limit and timeouts of the HTTP layer.
     pub http: HttpLimits,
+    /// NATS JetStream: committed events are published there (`docs/nats.md`).
+    pub nats_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,7 +182,13 @@ pub async fn start_on(
     let engine_config = keptn_engine::Config { task_start_timeout_ms: config.task_start_timeout.as_millis() as i64 };
     let directory = uniform::Directory::default();
     let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone(), revisions).await?;
+    let nats_wake = Arc::new(tokio::sync::Notify::new());
+    let writer = if config.nats_url.is_some() { writer.with_nats(nats_wake.clone()) } else { writer };
     let (writer_handle, writer_task) = writer.spawn();
+    if let Some(url) = &config.nats_url {
+        let writer = writer_handle.downgrade();
+        bus::jetstream::Publisher { store: store.clone(), url: url.clone(), writer, wake: nats_wake }.spawn();
+    }
     let (bus, _) = broadcast::channel(4096);
     let http = outbound::Outbound::new(config.outbound.clone(), Duration::from_secs(30))?;
     let dispatcher = dispatch::Dispatcher {

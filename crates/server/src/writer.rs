@@ -44,6 +44,8 @@ pub enum WriteCmd {
     },
     /// Events every push target has received: they leave the outbox.
     Delivered(Vec<String>),
+    /// Events JetStream acknowledged: they leave the NATS outbox.
+    Published(Vec<String>),
     /// The project's configuration repository moved to this commit.
     SetRevision {
         project: String,
@@ -136,6 +138,8 @@ pub struct Writer {
     commits: u64,
     checkpoint: mpsc::Sender<()>,
     health: watch::Sender<Health>,
+    /// With NATS: every stored event gets a NATS outbox row; the publisher is woken after commits.
+    nats: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// What one batch produced, applied only after a successful commit.
@@ -212,7 +216,14 @@ impl Writer {
             commits: 0,
             checkpoint,
             health: watch::Sender::new(Health::Ready),
+            nats: None,
         })
+    }
+
+    /// Gives every stored event a NATS outbox row and wakes `publisher` after each commit.
+    pub fn with_nats(mut self, publisher: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        self.nats = Some(publisher);
+        self
     }
 
     async fn restore_engine(store: &Store, config: &keptn_engine::Config) -> Result<Engine, StoreError> {
@@ -326,6 +337,9 @@ impl Writer {
         }
         if !produced.outgoing.is_empty() {
             m::events_out(produced.outgoing.len());
+            if let Some(nats) = &self.nats {
+                nats.notify_one();
+            }
             let _ = self.dispatch.send(std::mem::take(&mut produced.outgoing));
         }
         for started in &produced.hops {
@@ -439,6 +453,7 @@ impl Writer {
                 WriteCmd::SetShipyard { project, shipyard } => self.engine.set_shipyard(project, shipyard.clone()),
                 WriteCmd::DeleteProject { .. } => out.deletes[i] = true,
                 WriteCmd::Delivered(ids) => w.outbox_delete.extend(ids.iter().cloned()),
+                WriteCmd::Published(ids) => w.nats_delete.extend(ids.iter().cloned()),
                 WriteCmd::SetRevision { project, commit } => {
                     self.engine.set_revision(project, commit);
                     self.revisions.insert(project.clone(), commit.clone());
@@ -508,6 +523,9 @@ impl Writer {
     /// Stores the event and updates the project view's `lastEventTypes` and `deployedImage`.
     fn record(&self, w: &mut WriteBatch, event: &KeptnEvent, seq: i64, time_ms: i64) {
         w.events.push((seq, event.clone(), time_ms));
+        if self.nats.is_some() {
+            w.nats_add.push((event.id.clone(), seq));
+        }
         let Some(scope) = scope_of(event) else { return };
         if event.ty == "sh.keptn.event.deployment.finished" {
             let image_of = |v: &serde_json::Value| {

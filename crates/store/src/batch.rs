@@ -40,6 +40,9 @@ pub struct WriteBatch {
     /// event id → due time
     pub outbox_add: BTreeMap<String, i64>,
     pub outbox_delete: Vec<String>,
+    /// NATS outbox: (event id, seq) of committed events to publish; ids JetStream acked.
+    pub nats_add: Vec<(String, i64)>,
+    pub nats_delete: Vec<String>,
     /// event id → Some(open) or None (closed)
     pub open: BTreeMap<String, Option<OpenRow>>,
     /// (triggered event id, its type): closed only if the open row has that type, so an answer
@@ -56,6 +59,8 @@ impl WriteBatch {
             && self.pause_markers.is_none()
             && self.outbox_add.is_empty()
             && self.outbox_delete.is_empty()
+            && self.nats_add.is_empty()
+            && self.nats_delete.is_empty()
             && self.open.is_empty()
             && self.close_typed.is_empty()
     }
@@ -185,6 +190,20 @@ impl Tx<'_> {
         }
         for ids in b.outbox_delete.chunks(CHUNK * 4) {
             self.outbox_delete(ids).await?;
+        }
+        for rows in b.nats_add.chunks(CHUNK) {
+            let sql = multi_insert(
+                "nats_outbox (event_id, seq)",
+                "ON CONFLICT (event_id) DO NOTHING",
+                rows,
+                |s, (id, seq)| vec![s.str(id), s.int(*seq)],
+            );
+            sql.query().execute(&mut *self.tx).await?;
+        }
+        for ids in b.nats_delete.chunks(CHUNK * 4) {
+            let mut sql = Sql::new("DELETE FROM nats_outbox WHERE 1 = 1");
+            sql.in_list("event_id", ids);
+            sql.query().execute(&mut *self.tx).await?;
         }
         let opened: Vec<_> = b.open.iter().filter_map(|(id, row)| row.as_ref().map(|r| (id, r))).collect();
         for rows in opened.chunks(CHUNK) {

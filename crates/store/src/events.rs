@@ -249,6 +249,19 @@ impl Store {
         rows.iter().map(|r| Ok((body(r)?, r.try_get("due_ms")?))).collect()
     }
 
+    /// Events waiting to be published to NATS, in commit order, with their seq: at most `limit`
+    /// after seq `after`.
+    pub async fn nats_outbox_pending(&self, after: i64, limit: i64) -> Result<Vec<(i64, Value)>, StoreError> {
+        let mut sql =
+            Sql::new("SELECT o.seq, e.body FROM nats_outbox o JOIN events e ON e.id = o.event_id WHERE o.seq > ");
+        let p = sql.int(after);
+        sql.push(&p);
+        sql.push(" ORDER BY o.seq");
+        sql.page(0, limit);
+        let rows = sql.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("seq")?, body(r)?))).collect()
+    }
+
     pub async fn outbox_delete(&self, event_ids: &[String]) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return Ok(());

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_writer_probe.sql")),
     (3, include_str!("../migrations/0003_datastore_order.sql")),
+    (4, include_str!("../migrations/0004_nats_outbox.sql")),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), sqlx::Error> {

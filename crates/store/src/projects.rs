@@ -77,6 +77,7 @@ impl Store {
         let mut tx = self.transaction().await?;
         for sql in [
             "DELETE FROM outbox WHERE event_id IN (SELECT id FROM events WHERE project = $1)",
+            "DELETE FROM nats_outbox WHERE event_id IN (SELECT id FROM events WHERE project = $1)",
             "DELETE FROM open_triggered WHERE project = $1",
             "DELETE FROM events WHERE project = $1",
             "DELETE FROM executions WHERE project = $1",

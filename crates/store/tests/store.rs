@@ -118,6 +118,7 @@ suite!(
     pause_markers,
     open_triggered_due_times,
     outbox,
+    nats_outbox,
     service_stage_state,
     integrations_and_logs,
     delete_project_cascades,
@@ -741,6 +742,36 @@ async fn outbox(db: &TestDb) {
     let left: Vec<String> =
         s.outbox_pending(10).await.unwrap().into_iter().map(|(v, _)| v["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(left, ["e4", "e3"]);
+}
+
+async fn nats_outbox(db: &TestDb) {
+    let s = &db.store;
+    s.create_project("p", "shipyard", 1).await.unwrap();
+    let mut batch = WriteBatch::default();
+    for (seq, id) in [(3, "e3"), (1, "e1"), (2, "e2")] {
+        batch.events.push((seq, event(id, "sh.keptn.event.a.triggered", "p", "dev", "svc", "c"), 0));
+        batch.nats_add.push((id.into(), seq));
+    }
+    apply(s, &batch).await;
+    let ids = |rows: Vec<(i64, serde_json::Value)>| -> Vec<(i64, String)> {
+        rows.into_iter().map(|(seq, v)| (seq, v["id"].as_str().unwrap().to_string())).collect()
+    };
+    // Commit order, resumable after a seq, bounded.
+    assert_eq!(
+        ids(s.nats_outbox_pending(0, 10).await.unwrap()),
+        [(1, "e1".into()), (2, "e2".into()), (3, "e3".into())]
+    );
+    assert_eq!(ids(s.nats_outbox_pending(1, 1).await.unwrap()), [(2, "e2".to_string())]);
+    // Acked rows go in the writer's next batch; the push outbox is untouched.
+    apply(s, &WriteBatch { nats_delete: vec!["e1".into(), "nope".into()], ..Default::default() }).await;
+    assert_eq!(ids(s.nats_outbox_pending(0, 10).await.unwrap()), [(2, "e2".into()), (3, "e3".into())]);
+    assert!(s.outbox_pending(10).await.unwrap().is_empty());
+    // A deleted project leaves no orphan rows.
+    s.delete_project("p").await.unwrap();
+    let mut conn = raw(&db.url).await;
+    let orphans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nats_outbox").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(orphans, 0);
+    assert!(s.nats_outbox_pending(0, 10).await.unwrap().is_empty());
 }
 
 async fn service_stage_state(db: &TestDb) {
