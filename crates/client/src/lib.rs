@@ -143,7 +143,7 @@ impl Client {
     }
 
     /// Opens a Server-Sent Events stream (e.g. a sequence's live state).
-    pub async fn events(&self, path: &str) -> ClientResult<EventStream> {
+    pub async fn stream(&self, path: &str) -> ClientResult<EventStream> {
         let req = self.request(Method::GET, path).header("accept", "text/event-stream");
         Ok(EventStream::new(self.checked(req).await?))
     }

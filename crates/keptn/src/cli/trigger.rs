@@ -247,7 +247,7 @@ pub async fn configure_monitoring(c: ConfigureMonitoring) -> anyhow::Result<Exit
     let answer = client.post("/api/v1/event", &event).await?;
     let context = answer["keptnContext"].as_str().context("the server did not return a keptnContext")?.to_string();
     println!("Monitoring provider {} selected for project {} (keptn context {context})", c.provider, c.project);
-    let mut stream = client.events(&format!("/api/controlPlane/v1/sequence/{}/{context}/watch", c.project)).await?;
+    let mut stream = client.stream(&format!("/api/controlPlane/v1/sequence/{}/{context}/watch", c.project)).await?;
     // An answer that came before the stream was open is in the datastore; later ones arrive live.
     let stored =
         client.get(&format!("/api/mongodb-datastore/event?keptnContext={context}&type={FINISHED}&pageSize=1")).await?;
