@@ -67,44 +67,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-#[derive(Clone)]
-struct Api {
-    url: String,
-    http: reqwest::Client,
-}
+/// The bench talks to the server through the one API client.
+type Api = keptn_client::Client;
 
 fn bytes_of(v: &Value) -> axum::body::Bytes {
     axum::body::Bytes::from(serde_json::to_vec(v).expect("serialisable"))
-}
-
-impl Api {
-    async fn post_raw(&self, path: &str, body: axum::body::Bytes) -> anyhow::Result<()> {
-        let r = self.http.post(format!("{}{path}", self.url)).header("x-token", TOKEN).body(body).send().await?;
-        if !r.status().is_success() {
-            bail!("{path}: {}", r.status());
-        }
-        Ok(())
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self.http.post(format!("{}{path}", self.url)).header("x-token", TOKEN).json(body).send().await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {v}");
-        }
-        Ok(v)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.url)).header("x-token", TOKEN).send().await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {v}");
-        }
-        Ok(v)
-    }
 }
 
 /// The bench's push integration: answers every task instantly with a lone `.finished`,
@@ -256,7 +223,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => println!("idle RSS: unavailable (no /proc)"),
     }
 
-    let api = Api { url: url.clone(), http: http.clone() };
+    let api = Api::new(url.clone(), TOKEN);
     let (fin_tx, mut fin_rx) = mpsc::unbounded_channel();
     let integration =
         Arc::new(Integration { api: api.clone(), sent: Mutex::default(), hops: Mutex::default(), finished: fin_tx });
@@ -288,7 +255,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (api, body) = (api.clone(), body.clone());
         clients.spawn(async move {
             for _ in 0..per_client {
-                api.post_raw("/api/v1/event", body.clone()).await?;
+                api.post_body("/api/v1/event", body.clone()).await?;
             }
             anyhow::Ok(())
         });
@@ -494,7 +461,7 @@ async fn datastore(args: &BenchArgs, http: &reqwest::Client) -> anyhow::Result<(
     );
     let db_url = schema.as_ref().map(|_| url.as_str());
     let (server, base, _) = spawn_server(dir.path(), db_url, http).await?;
-    let api = Api { url: base, http: http.clone() };
+    let api = Api::new(base, TOKEN);
     let rss_before = rss_kib(server.0.id());
 
     let q = args.datastore_queries.max(1);

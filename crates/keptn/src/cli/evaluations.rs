@@ -1,7 +1,7 @@
 //! `get evaluation[s]`: a service's quality-gate results over time.
 
+use super::Exit;
 use super::output::{self, Format};
-use super::{Client, Exit};
 use clap::Args;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ fn s(v: &Value) -> String {
 }
 
 pub async fn get(g: GetEvaluations) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let path = format!(
         "/api/controlPlane/v1/project/{}/stage/{}/service/{}/evaluation?pageSize={}&excludeInvalidated={}",
         g.project, g.stage, g.service, g.page_size, g.exclude_invalidated

@@ -1,9 +1,9 @@
 //! `get event[s] [TYPE]` and `send event approval.finished` (approve or decline an open approval,
 //! chosen interactively or with `--id`).
 
+use super::Exit;
 use super::event_data::{full_type, labels};
 use super::output::{self, Format};
-use super::{Client, Exit};
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Value, json};
@@ -75,7 +75,7 @@ fn url_escape(v: &str) -> String {
 }
 
 pub async fn get(g: GetEvent) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let ty = g.r#type.as_deref().map(full_type);
     if ty.as_deref() == Some("sh.keptn.event.approval.triggered") {
         let path = format!(
@@ -154,7 +154,7 @@ fn ask(prompt: &str, input: &mut impl BufRead) -> anyhow::Result<Option<String>>
 const NO_ANSWER: &str = "no answer on standard input; in scripts use --id <event id> with --approve or --decline";
 
 pub async fn approval_finished(a: ApprovalFinished) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let path = format!(
         "/api/controlPlane/v1/event/triggered/sh.keptn.event.approval.triggered?{}",
         query(&[("project", Some(&a.project)), ("stage", Some(&a.stage)), ("service", a.service.as_deref())])

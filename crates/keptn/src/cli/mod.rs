@@ -161,22 +161,22 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<Exit> {
     let ok = |r: anyhow::Result<()>| r.map(|_| Exit::Ok);
     match cmd {
         CliCommand::Auth(a) => {
-            let client = Client::new(config::Credentials::new(&a.endpoint, &a.api_token));
-            client.post("/api/v1/auth", &serde_json::json!({})).await?;
-            let path = config::save(client.credentials())?;
-            println!("Successfully authenticated against {}", client.credentials().endpoint);
+            let creds = config::Credentials::new(&a.endpoint, &a.api_token);
+            client::from_credentials(&creds).post("/api/v1/auth", &serde_json::json!({})).await?;
+            let path = config::save(&creds)?;
+            println!("Successfully authenticated against {}", creds.endpoint);
             println!("Credentials stored in {}", path.display());
             Ok(Exit::Ok)
         }
         CliCommand::Status => {
-            let client = Client::from_config()?;
+            let client = client::from_config()?;
             client.post("/api/v1/auth", &serde_json::json!({})).await?;
-            println!("Successfully authenticated against {}", client.credentials().endpoint);
+            println!("Successfully authenticated against {}", client.endpoint());
             Ok(Exit::Ok)
         }
         CliCommand::Version => {
             println!("CLI version: {}", env!("CARGO_PKG_VERSION"));
-            match Client::from_config() {
+            match client::from_config() {
                 Ok(client) => {
                     let meta = client.get("/api/v1/metadata").await?;
                     println!("Server version: {}", meta["keptnversion"].as_str().unwrap_or("unknown"));

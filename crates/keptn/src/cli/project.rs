@@ -1,6 +1,5 @@
 //! `create project|service`, `get project(s)|stage(s)|service(s)`.
 
-use super::Client;
 use super::output::{self, Format};
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -161,7 +160,7 @@ async fn read_shipyard(source: &str) -> anyhow::Result<String> {
 }
 
 pub async fn create(cmd: CreateCommand) -> anyhow::Result<()> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     match cmd {
         CreateCommand::Project(p) => {
             let yaml = read_shipyard(&p.shipyard).await?;
@@ -183,7 +182,7 @@ pub async fn create(cmd: CreateCommand) -> anyhow::Result<()> {
 
 /// Moves a project to a (new) git upstream; keptn requires the remote URL here.
 pub async fn update(p: UpdateProject) -> anyhow::Result<()> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let creds = p.git.credentials()?.context("--git-remote-url is required: the upstream to move the project to")?;
     client.put(&format!("{CP}/project"), &json!({ "name": p.name, "gitCredentials": creds })).await?;
     println!("Project {} updated", p.name);
@@ -191,7 +190,7 @@ pub async fn update(p: UpdateProject) -> anyhow::Result<()> {
 }
 
 pub async fn delete(cmd: DeleteCommand) -> anyhow::Result<()> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     match cmd {
         DeleteCommand::Project(p) => {
             client.delete(&format!("{CP}/project/{}", p.name)).await?;
@@ -220,7 +219,7 @@ fn chrono_like(ms: i64) -> String {
 }
 
 pub async fn get(cmd: GetCommand) -> anyhow::Result<()> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     match cmd {
         GetCommand::Project(p) => {
             let (raw, projects) = match &p.name {

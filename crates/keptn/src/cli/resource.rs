@@ -1,7 +1,7 @@
 //! `add-resource`: a local file into the project's configuration repository, at project, stage
 //! or service level (or every stage with `--all-stages`).
 
-use super::{Client, Exit};
+use super::Exit;
 use anyhow::Context as _;
 use base64::Engine as _;
 use clap::Args;
@@ -36,7 +36,7 @@ pub async fn add(a: AddResource) -> anyhow::Result<Exit> {
     if a.service.is_some() && a.stage.is_none() && !a.all_stages {
         anyhow::bail!("--service needs a stage: add --stage <stage> or --all-stages");
     }
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let content =
         std::fs::read(&a.resource).with_context(|| format!("cannot read the resource file {}", a.resource))?;
     let uri = target_uri(&a);

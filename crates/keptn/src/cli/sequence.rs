@@ -1,8 +1,8 @@
 //! `get sequence[s]` (keptn-rs addition: the state of sequences) and
 //! `pause|resume|abort sequence`.
 
+use super::Exit;
 use super::output::{self, Format};
-use super::{Client, Exit};
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -46,7 +46,7 @@ fn s(v: &Value) -> &str {
 }
 
 pub async fn get(g: GetSequence) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     if let Some(context) = &g.context {
         let path = format!("{CP}/sequence-execution?project={}&keptnContext={context}&pageSize=100", g.project);
         let execs = client.get(&path).await?;
@@ -116,7 +116,7 @@ pub async fn get(g: GetSequence) -> anyhow::Result<Exit> {
 }
 
 pub async fn control(c: ControlSequence, action: &str) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let body = json!({ "state": action, "stage": c.stage.clone().unwrap_or_default() });
     client.post(&format!("{CP}/sequence/{}/{}/control", c.project, c.keptn_context), &body).await?;
     let done = match action {

@@ -179,7 +179,7 @@ fn read_values(path: &str) -> anyhow::Result<Map<String, Value>> {
 }
 
 pub async fn delivery(t: TriggerDelivery) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let stage = match t.stage {
         Some(s) => s,
         None => first_stage(&client, &t.project).await?,
@@ -197,7 +197,7 @@ pub async fn delivery(t: TriggerDelivery) -> anyhow::Result<Exit> {
 }
 
 pub async fn sequence(t: TriggerSequence) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let mut data = unfold(&t.data)?;
     for (k, v) in [("project", &t.project), ("stage", &t.stage), ("service", &t.service)] {
         data[k] = json!(v);
@@ -209,7 +209,7 @@ pub async fn sequence(t: TriggerSequence) -> anyhow::Result<Exit> {
 }
 
 pub async fn evaluation(t: TriggerEvaluation) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     if t.end.is_some() && t.timeframe.is_some() {
         anyhow::bail!("--end and --timeframe cannot be combined; give --start and --end, or --timeframe");
     }
@@ -227,7 +227,7 @@ pub async fn evaluation(t: TriggerEvaluation) -> anyhow::Result<Exit> {
 }
 
 pub async fn send_file(s: SendEventFile) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let text = std::fs::read_to_string(&s.file).with_context(|| format!("cannot read the event file {}", s.file))?;
     let event: Value = serde_json::from_str(&text).with_context(|| format!("{} is not a JSON CloudEvent", s.file))?;
     let answer = client.post("/api/v1/event", &event).await?;
@@ -240,14 +240,14 @@ const FINISHED: &str = "sh.keptn.event.configure-monitoring.finished";
 /// keptn's legacy `sh.keptn.event.monitoring.configure`; waits for a provider's
 /// `configure-monitoring.finished` in the same context and prints its message.
 pub async fn configure_monitoring(c: ConfigureMonitoring) -> anyhow::Result<Exit> {
-    let client = Client::from_config()?;
+    let client = super::client::from_config()?;
     let event = json!({ "specversion": "1.0", "type": "sh.keptn.event.monitoring.configure", "source": CLI_SOURCE,
                         "datacontenttype": "application/json",
                         "data": { "type": c.provider, "project": c.project, "service": c.service } });
     let answer = client.post("/api/v1/event", &event).await?;
     let context = answer["keptnContext"].as_str().context("the server did not return a keptnContext")?.to_string();
     println!("Monitoring provider {} selected for project {} (keptn context {context})", c.provider, c.project);
-    let mut stream = client.events(&format!("/api/controlPlane/v1/sequence/{}/{context}/watch", c.project)).await?;
+    let mut stream = client.stream(&format!("/api/controlPlane/v1/sequence/{}/{context}/watch", c.project)).await?;
     // An answer that came before the stream was open is in the datastore; later ones arrive live.
     let stored =
         client.get(&format!("/api/mongodb-datastore/event?keptnContext={context}&type={FINISHED}&pageSize=1")).await?;

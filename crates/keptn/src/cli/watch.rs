@@ -28,7 +28,7 @@ pub async fn follow(
     format: Format,
     limit: Option<Duration>,
 ) -> anyhow::Result<Watched> {
-    let mut stream = client.events(&format!("/api/controlPlane/v1/sequence/{project}/{context}/watch")).await?;
+    let mut stream = client.stream(&format!("/api/controlPlane/v1/sequence/{project}/{context}/watch")).await?;
     let tty = std::io::stdout().is_terminal() && matches!(format, Format::Table);
     let mut view = View::new(tty);
     let deadline = limit.map(|d| tokio::time::Instant::now() + d);

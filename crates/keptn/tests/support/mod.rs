@@ -190,15 +190,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// The one API client (keptn-client) with this client's token, sharing its connection pool.
+    pub fn api(&self) -> keptn_client::Client {
+        keptn_client::Client::with_http(self.http.clone(), &self.url, &self.token)
+    }
+
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.url, path)).header("x-token", &self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        self.api().request_json(method, path, body.as_ref()).await.expect("request sent")
     }
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.request(reqwest::Method::GET, path, None).await
@@ -245,19 +243,7 @@ impl Client {
 
     /// All events of a context, oldest first.
     pub async fn events_of(&self, context: &str) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut key = String::from("");
-        loop {
-            let (s, b) = self
-                .get(&format!("/api/mongodb-datastore/event?keptnContext={context}&pageSize=100&nextPageKey={key}"))
-                .await;
-            assert_eq!(s, 200, "{b}");
-            all.extend(b["events"].as_array().unwrap().iter().cloned());
-            key = b["nextPageKey"].as_str().unwrap_or("0").to_string();
-            if key == "0" {
-                break;
-            }
-        }
+        let mut all = self.api().datastore(&[("keptnContext", context)], 0).await.expect("datastore events");
         all.reverse();
         all
     }
@@ -442,18 +428,15 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Raw {
-        let mut req = self.http.request(method, format!("{}{}", self.url, path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+        // No token unless passed: a tokenless client sends none.
+        let anonymous = keptn_client::Client::with_http(self.http.clone(), &self.url, "");
+        let r = anonymous.raw(method, path, headers, body).await.expect("request sent");
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        Raw {
+            status: r.status,
+            content_type: r.content_type,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
         }
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status().as_u16();
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let text = resp.text().await.unwrap();
-        Raw { status, content_type, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
     /// A request with the API token and a raw body (e.g. malformed JSON).
@@ -473,9 +456,7 @@ impl Client {
 
     /// Open `.triggered` events of a type in a project (what a pull integration sees now).
     pub async fn open_triggered(&self, ty: &str, project: &str) -> Vec<Value> {
-        let (s, b) = self.get(&format!("/api/controlPlane/v1/event/triggered/{ty}?project={project}")).await;
-        assert_eq!(s, 200, "open triggered: {b}");
-        b["events"].as_array().unwrap().clone()
+        self.api().open_triggered(ty, &[("project", project)]).await.expect("open triggered")
     }
 
     /// The sequence state document of one context.
