@@ -11,7 +11,7 @@ mod events_out;
 mod host;
 mod ingest;
 mod metrics;
-mod outbound;
+use keptn_outbound::http as outbound;
 mod serve;
 mod timers;
 mod token;
