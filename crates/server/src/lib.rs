@@ -30,6 +30,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use builtin::{REGISTRY as BUILTIN_INTEGRATIONS, all_keys as all_integrations, select as select_integrations};
 pub use error::ApiError;
 pub use keptn_outbound::OutboundPolicy;
 pub use serve::HttpLimits;
@@ -58,6 +59,9 @@ pub struct ServerConfig {
     pub outbound: OutboundPolicy,
     /// Connection limit and timeouts of the HTTP layer.
     pub http: HttpLimits,
+    /// The built-in integrations to run (keys of [`BUILTIN_INTEGRATIONS`]; see
+    /// [`select_integrations`]).
+    pub integrations: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +208,7 @@ pub async fn start_on(
         outbound: http,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
-    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;
+    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);

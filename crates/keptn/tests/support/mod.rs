@@ -136,6 +136,7 @@ impl TestServer {
             // The tests' integrations, SLI endpoints and git remotes run on loopback.
             outbound: keptn_server::OutboundPolicy::allow_loopback(),
             http: keptn_server::HttpLimits::default(),
+            integrations: keptn_server::all_integrations(),
         };
         tune(&mut config);
         let quality_gates = config.quality_gates.clone();
@@ -552,6 +553,7 @@ impl TestServer {
             quality_gates: self.quality_gates.clone(),
             outbound: self.outbound.clone(),
             http: keptn_server::HttpLimits::default(),
+            integrations: keptn_server::all_integrations(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);
