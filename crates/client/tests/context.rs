@@ -37,6 +37,8 @@ async fn start(dir: &tempfile::TempDir) -> keptn_server::RunningServer {
         quality_gates: keptn_server::QualityGates::default(),
         outbound: keptn_server::OutboundPolicy::allow_loopback(),
         http: keptn_server::HttpLimits::default(),
+        nats_url: None,
+        integrations: keptn_server::all_integrations(),
     };
     keptn_server::start(config).await.expect("server starts")
 }

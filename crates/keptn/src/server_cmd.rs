@@ -45,6 +45,10 @@ pub struct ServerArgs {
     /// metadata and private addresses are refused. Comma-separated in the env variable.
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
+    /// The built-in integrations to run, comma-separated: approval, lighthouse, prometheus,
+    /// http-sli; `none` runs none (external services then answer those tasks).
+    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli")]
+    integrations: String,
     /// Open HTTP connections at most; more are answered 503 at once.
     #[arg(long, env = "KEPTN_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -116,6 +120,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     // Flags first: a bad value must not leave a data dir or token behind.
     let outbound = keptn_server::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?;
+    let integrations = keptn_server::select_integrations(&args.integrations).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     // Before anything is created: a taken port must leave no data dir or token behind.
@@ -151,6 +156,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             idle_timeout: args.idle_timeout,
         },
         nats_url: args.nats_url,
+        integrations,
     };
     let server =
         keptn_server::start_on(listener, config, shutdown_signal()).await.context("keptn server failed to start")?;

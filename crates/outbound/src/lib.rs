@@ -9,7 +9,11 @@
 //! (`--allow-outbound loopback|private|<CIDR>`); an allowed range overrides every class.
 //!
 //! The core ([`OutboundPolicy::check`]) is pure; [`OutboundPolicy::resolve`] is the one blocking
-//! shell (for libgit2 callers); the HTTP shell lives with the HTTP client in the server.
+//! shell (for libgit2 callers); the HTTP shell is [`http`] (feature
+//! `http`): the one reqwest client, shared by the server's push delivery and the SLI providers.
+
+#[cfg(feature = "http")]
+pub mod http;
 
 use ipnet::IpNet;
 use std::fmt;

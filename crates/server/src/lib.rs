@@ -12,7 +12,7 @@ mod events_out;
 mod host;
 mod ingest;
 mod metrics;
-mod outbound;
+use keptn_outbound::http as outbound;
 mod serve;
 mod stream;
 mod timers;
@@ -32,6 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use builtin::{REGISTRY as BUILTIN_INTEGRATIONS, all_keys as all_integrations, select as select_integrations};
 pub use error::ApiError;
 pub use keptn_outbound::OutboundPolicy;
 pub use serve::HttpLimits;
@@ -62,6 +63,9 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// NATS JetStream: committed events are published there (`docs/nats.md`).
     pub nats_url: Option<String>,
+    /// The built-in integrations to run (keys of [`BUILTIN_INTEGRATIONS`]; see
+    /// [`select_integrations`]).
+    pub integrations: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +218,7 @@ pub async fn start_on(
         outbound: http,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
-    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus).await;
+    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);

@@ -137,6 +137,7 @@ impl TestServer {
             outbound: keptn_server::OutboundPolicy::allow_loopback(),
             http: keptn_server::HttpLimits::default(),
             nats_url: None,
+            integrations: keptn_server::all_integrations(),
         };
         tune(&mut config);
         let quality_gates = config.quality_gates.clone();
@@ -535,6 +536,7 @@ impl TestServer {
             outbound: self.outbound.clone(),
             http: keptn_server::HttpLimits::default(),
             nats_url: None,
+            integrations: keptn_server::all_integrations(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

@@ -44,22 +44,72 @@ pub trait BuiltIn: Send + Sync + 'static {
     fn handle(&self, event: &KeptnEvent) -> impl Future<Output = Vec<KeptnEvent>> + Send;
 }
 
-/// Registers and starts every built-in. Call before the dispatcher runs, so no event is missed.
+/// The built-ins by key (`keptn server --integrations`), with what each does.
+pub const REGISTRY: &[(&str, &str)] = &[
+    ("approval", "approval-service: answers approval.triggered (automatic per the shipyard, or waits for a user)"),
+    ("lighthouse", "lighthouse-service: evaluates quality gates (slo.yaml) from the SLI providers' values"),
+    ("prometheus", "prometheus-sli-provider: SLI values from Prometheus queries (sli.yaml)"),
+    ("http-sli", "http-sli-provider: SLI values from JSON over HTTP (sli.yaml)"),
+];
+
+/// Every built-in's key, the default selection.
+pub fn all_keys() -> Vec<String> {
+    REGISTRY.iter().map(|(key, _)| key.to_string()).collect()
+}
+
+/// The built-ins a comma-separated list names (`none` = no built-in), or why it is not a valid
+/// list: an unknown name is refused with the known ones, so a typo does not silently drop one.
+pub fn select(list: &str) -> Result<Vec<String>, String> {
+    let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if names == ["none"] {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    for name in names {
+        if !REGISTRY.iter().any(|(key, _)| *key == name) {
+            let known: Vec<&str> = REGISTRY.iter().map(|(key, _)| *key).collect();
+            return Err(format!("unknown integration {name:?}; known: {} (or none)", known.join(", ")));
+        }
+        if !keys.iter().any(|k| k == name) {
+            keys.push(name.to_string());
+        }
+    }
+    Ok(keys)
+}
+
+/// Registers and starts the selected built-ins (keys of [`REGISTRY`]). Call before the
+/// dispatcher runs, so no event is missed.
 /// The tasks hold the app state: abort them before waiting for the writer to drain.
-pub async fn start_all(state: &Shared, bus: &broadcast::Sender<Arc<KeptnEvent>>) -> Vec<JoinHandle<()>> {
+pub async fn start_all(
+    state: &Shared,
+    bus: &broadcast::Sender<Arc<KeptnEvent>>,
+    selected: &[String],
+) -> Vec<JoinHandle<()>> {
     let qg = &state.quality_gates;
     let http = state.outbound.clone();
-    let prometheus = sli::prometheus::Prometheus {
-        state: state.clone(),
-        http: http.clone(),
-        default_url: qg.prometheus_url.clone(),
-    };
-    vec![
-        start(approval::Approval, state, bus).await,
-        start(lighthouse::Lighthouse::new(state.clone(), qg.sli_timeout), state, bus).await,
-        start(prometheus, state, bus).await,
-        start(sli::HttpJson { state: state.clone(), http }, state, bus).await,
-    ]
+    let mut tasks = Vec::new();
+    for key in selected {
+        let task = match key.as_str() {
+            "approval" => start(approval::Approval, state, bus).await,
+            "lighthouse" => start(lighthouse::Lighthouse::new(state.clone(), qg.sli_timeout), state, bus).await,
+            "prometheus" => {
+                let prometheus = sli::prometheus::Prometheus {
+                    state: state.clone(),
+                    http: http.clone(),
+                    default_url: qg.prometheus_url.clone(),
+                };
+                start(prometheus, state, bus).await
+            }
+            "http-sli" => start(sli::HttpJson { state: state.clone(), http: http.clone() }, state, bus).await,
+            other => {
+                // `select` admits only registry keys; a config built by hand may not.
+                tracing::error!(integration = other, "unknown built-in integration, not started");
+                continue;
+            }
+        };
+        tasks.push(task);
+    }
+    tasks
 }
 
 async fn start<B: BuiltIn>(builtin: B, state: &Shared, bus: &broadcast::Sender<Arc<KeptnEvent>>) -> JoinHandle<()> {
@@ -275,5 +325,19 @@ impl<B: BuiltIn> Runner<B> {
         }
         self.id = register::<B>(&self.state).await;
         self.id.is_some()
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn lists_select_known_built_ins() {
+        assert_eq!(select("approval, lighthouse,approval").unwrap(), ["approval", "lighthouse"]);
+        assert!(select("none").unwrap().is_empty());
+        assert_eq!(select("approval,prometheus,http-sli,lighthouse").unwrap().len(), 4);
+        let err = select("approval,lighthous").unwrap_err();
+        assert!(err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli"), "{err}");
     }
 }

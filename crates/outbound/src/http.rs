@@ -7,7 +7,7 @@
 //!   address, and its literal would not be checked);
 //! - no proxy from the environment: a proxy resolves names where the policy can't see them.
 
-use keptn_outbound::{Denied, OutboundPolicy, Refused};
+use crate::{Denied, OutboundPolicy, Refused};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Method, RequestBuilder, Url, redirect};
 use std::net::IpAddr;
@@ -68,7 +68,7 @@ impl Outbound {
     }
 }
 
-pub use keptn_outbound::redact_url;
+pub use crate::redact_url;
 
 /// The innermost cause of a request failure (e.g. "Connection refused", or the policy's
 /// refusal), without reqwest's chain.
