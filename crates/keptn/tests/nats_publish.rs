@@ -1,5 +1,6 @@
-//! NATS JetStream publishing (`--nats-url`) against a real nats-server of the test's own: a
-//! keptn-style integration learns of `deployment.triggered` only from NATS and answers; the
+//! NATS JetStream (`--nats-url`) against a real nats-server of the test's own: a keptn-style
+//! integration learns of `deployment.triggered` only from NATS and answers on NATS
+//! (`.started`/`.finished` published to their subjects, ingested by the control plane); the
 //! nats-server is killed mid-run while events keep arriving over HTTP, then restarted: every
 //! sequence finishes and the stream holds every stored event exactly once. SQLite.
 
@@ -12,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 const SHIPYARD: &str = r#"
 apiVersion: spec.keptn.sh/0.2.3
 kind: Shipyard
@@ -78,8 +79,9 @@ impl Drop for Nats {
 }
 
 /// The keptn-style integration: a durable JetStream consumer on `deployment.triggered` (so it
-/// survives the nats-server restart), answering each `.triggered` once through the API.
-fn spawn_nats_integration(url: String, client: Client) -> tokio::task::JoinHandle<()> {
+/// survives the nats-server restart), answering each `.triggered` once on NATS, with an event id
+/// as `Nats-Msg-Id` (as keptn's go-sdk does), never through the API.
+fn spawn_nats_integration(url: String) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let nats = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(url).await.unwrap();
         let js = async_nats::jetstream::new(nats);
@@ -93,6 +95,7 @@ fn spawn_nats_integration(url: String, client: Client) -> tokio::task::JoinHandl
                         async_nats::jetstream::consumer::pull::Config {
                             durable_name: Some("test-deployer".into()),
                             filter_subject: "sh.keptn.event.deployment.triggered".into(),
+                            ack_wait: Duration::from_secs(2),
                             ..Default::default()
                         },
                     )
@@ -108,7 +111,23 @@ fn spawn_nats_integration(url: String, client: Client) -> tokio::task::JoinHandl
             while let Some(Ok(msg)) = messages.next().await {
                 let triggered: Value = serde_json::from_slice(&msg.payload).unwrap();
                 if answered.insert(triggered["id"].as_str().unwrap().to_string()) {
-                    client.answer("nats-deployer", &triggered, Some("pass")).await;
+                    let (started, finished) = answers("nats-deployer", &triggered, "pass", json!({}));
+                    for mut event in [started, finished] {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        event["id"] = json!(id);
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert("Nats-Msg-Id", id.as_str());
+                        let subject = event["type"].as_str().unwrap().to_string();
+                        let payload = serde_json::to_vec(&event).unwrap();
+                        // Retried until JetStream has it: NATS may be down right now.
+                        while js
+                            .publish_with_headers(subject.clone(), headers.clone(), payload.clone().into())
+                            .await
+                            .is_err()
+                        {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
                 }
                 let _ = msg.double_ack().await;
             }
@@ -139,7 +158,7 @@ async fn nats_outage_loses_nothing_and_publishes_once() {
     let client = server.client();
     client.create_project("p", SHIPYARD).await;
     client.create_service("p", "svc").await;
-    let integration = spawn_nats_integration(url.clone(), client.clone());
+    let integration = spawn_nats_integration(url.clone());
 
     let trigger = |client: Client| async move {
         client
@@ -180,11 +199,15 @@ async fn nats_outage_loses_nothing_and_publishes_once() {
     for id in &stored {
         assert_eq!(ids[id], 1, "event {id} is in the stream {} times", ids[id]);
     }
-    // Each sequence's deployment was triggered once.
+    // Each sequence's deployment was triggered once, and answered once, from NATS.
     for context in &contexts {
         let events = client.events_of(context).await;
-        let triggered = events.iter().filter(|e| e["type"] == "sh.keptn.event.deployment.triggered").count();
-        assert_eq!(triggered, 1, "{context}");
+        let count = |ty: &str| events.iter().filter(|e| e["type"] == ty).count();
+        assert_eq!(count("sh.keptn.event.deployment.triggered"), 1, "{context}");
+        assert_eq!(count("sh.keptn.event.deployment.started"), 1, "{context}");
+        assert_eq!(count("sh.keptn.event.deployment.finished"), 1, "{context}");
+        let answer = events.iter().find(|e| e["type"] == "sh.keptn.event.deployment.finished").unwrap();
+        assert_eq!(answer["source"], "nats-deployer", "{answer}");
     }
     drop(store);
     integration.abort();

@@ -218,7 +218,11 @@ pub async fn start_on(
         outbound: http,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
-    let builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
+    let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
+    if let Some(url) = &config.nats_url {
+        // Holds the app state like the built-ins: stopped with them, before the writer drains.
+        builtin_tasks.push(bus::ingest::spawn(state.clone(), url.clone()));
+    }
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);

@@ -99,7 +99,7 @@ impl Publisher {
     }
 }
 
-async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<()> {
+pub async fn ensure_stream(js: &jetstream::Context) -> anyhow::Result<()> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: STREAM.into(),
         subjects: vec![SUBJECTS.into()],
