@@ -1,7 +1,7 @@
 //! The integration contract over keptn's HTTP API, so `keptn integration run` and the tests run
 //! an integration against a remote control plane exactly as the server runs it in-process.
 
-use crate::{Client, ClientError, resource_level};
+use crate::{Client, ClientError, encode, resource_level, with_query};
 use keptn_integration::{
     Context, ContextError, ContextResult, ControlPlane, EventQuery, LogEntry, Registration, ResourceAt, Subscription,
 };
@@ -20,6 +20,39 @@ impl From<ClientError> for ContextError {
 
 fn events_of(values: Vec<Value>) -> Vec<KeptnEvent> {
     values.into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect()
+}
+
+impl Client {
+    /// Events without invalidated evaluations: keptn's by-type datastore query (lighthouse's own),
+    /// newest first, at most 100 from `offset` on.
+    async fn valid_events(&self, query: &EventQuery) -> ContextResult<Vec<KeptnEvent>> {
+        let Some(ty) = query.ty.as_deref() else {
+            return Err(ContextError::Refused {
+                status: 400,
+                message: "excluding invalidated events needs the event type".into(),
+            });
+        };
+        let clauses =
+            [("data.project", &query.project), ("data.stage", &query.stage), ("data.service", &query.service)];
+        let mut filter: Vec<String> =
+            clauses.iter().filter_map(|(k, v)| v.as_deref().map(|v| format!("{k}:{v}"))).collect();
+        if let Some(context) = &query.keptn_context {
+            filter.push(format!("shkeptncontext:{context}"));
+        }
+        let want = if query.limit == 0 { 100 } else { (query.offset + query.limit).min(100) };
+        let (filter, want) = (filter.join(" AND "), want.to_string());
+        let params = [("filter", filter.as_str()), ("excludeInvalidated", "true"), ("limit", want.as_str())];
+        let page = self.get(&with_query(&format!("/api/mongodb-datastore/event/type/{}", encode(ty)), &params)).await?;
+        let mut events = page["events"].as_array().cloned().unwrap_or_default();
+        if !query.newest_first {
+            events.reverse();
+        }
+        let mut events: Vec<Value> = events.into_iter().skip(query.offset).collect();
+        if query.limit > 0 {
+            events.truncate(query.limit);
+        }
+        Ok(events_of(events))
+    }
 }
 
 fn level(at: &ResourceAt) -> String {
@@ -42,11 +75,18 @@ impl Context for Client {
             ("stage", &query.stage),
             ("service", &query.service),
         ];
+        if query.exclude_invalidated {
+            return self.valid_events(&query).await;
+        }
         let params: Vec<(&str, &str)> = fields.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
-        // The datastore answers newest first; the contract is oldest first. All pages are read
-        // so `limit` keeps the oldest ones.
-        let mut events = self.datastore(&params, 0).await?;
-        events.reverse();
+        // The datastore answers newest first. Oldest first needs every page; newest first only
+        // the pages up to offset + limit.
+        let want = if query.newest_first && query.limit > 0 { query.offset + query.limit } else { 0 };
+        let mut events = self.datastore(&params, want).await?;
+        if !query.newest_first {
+            events.reverse();
+        }
+        let mut events: Vec<Value> = events.into_iter().skip(query.offset).collect();
         if query.limit > 0 {
             events.truncate(query.limit);
         }
@@ -55,6 +95,10 @@ impl Context for Client {
 
     async fn resource(&self, at: &ResourceAt) -> ContextResult<Option<Vec<u8>>> {
         Ok(Client::resource(self, &level(at), &at.uri, at.gitcommitid.as_deref()).await?)
+    }
+
+    async fn resources(&self, at: &ResourceAt) -> ContextResult<Option<Vec<String>>> {
+        Ok(self.resource_uris(&level(at), at.gitcommitid.as_deref()).await?)
     }
 
     async fn put_resources(&self, at: &ResourceAt, files: Vec<(String, Vec<u8>)>, message: &str) -> ContextResult<()> {

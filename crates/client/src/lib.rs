@@ -218,6 +218,35 @@ impl Client {
         }
     }
 
+    /// The URIs at one level, at the head or at `commit`; None if the level does not exist.
+    pub async fn resource_uris(&self, level: &str, commit: Option<&str>) -> ClientResult<Option<Vec<String>>> {
+        let mut uris = Vec::new();
+        let mut next = String::new();
+        loop {
+            let mut params: Vec<(&str, &str)> = commit.map(|c| ("gitCommitID", c)).into_iter().collect();
+            params.push(("pageSize", "100"));
+            if !next.is_empty() {
+                params.push(("nextPageKey", &next));
+            }
+            let req = self.request(Method::GET, &with_query(&format!("{level}/resource"), &params));
+            let page = match self.checked(req).await {
+                Ok(resp) => parse(resp).await,
+                Err(ClientError::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let items = page["resources"].as_array().cloned().unwrap_or_default();
+            uris.extend(items.iter().filter_map(|r| r["resourceURI"].as_str().map(str::to_string)));
+            next = match &page["nextPageKey"] {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            if next.is_empty() || next == "0" || items.is_empty() {
+                return Ok(Some(uris));
+            }
+        }
+    }
+
     /// Writes resources at one level in one commit (`PUT {level}/resource`).
     pub async fn put_resources(&self, level: &str, files: &[(String, Vec<u8>)], message: &str) -> ClientResult<Value> {
         use base64::Engine;

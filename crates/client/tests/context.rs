@@ -111,6 +111,19 @@ async fn context_over_http() {
     assert_eq!(Context::resource(&client, &pinned).await.unwrap().as_deref(), Some(&b"v: 1"[..]));
     let missing = ResourceAt { uri: "nope.yaml".into(), ..at.clone() };
     assert_eq!(Context::resource(&client, &missing).await.unwrap(), None);
+    // listing: what a commit held, not the head; an unknown service is None.
+    let first_uris = Context::resources(&client, &pinned).await.unwrap().expect("the service exists");
+    assert!(first_uris.iter().any(|u| u.trim_start_matches('/') == "config/app.yaml"), "{first_uris:?}");
+    let later = ResourceAt { uri: "later/sli.yaml".into(), ..at.clone() };
+    Context::put_resources(&client, &later, vec![("later/sli.yaml".into(), b"spec: {}".to_vec())], "three")
+        .await
+        .unwrap();
+    let head_uris = Context::resources(&client, &at).await.unwrap().unwrap();
+    assert!(head_uris.iter().any(|u| u.trim_start_matches('/') == "later/sli.yaml"), "{head_uris:?}");
+    let old_uris = Context::resources(&client, &pinned).await.unwrap().unwrap();
+    assert!(!old_uris.iter().any(|u| u.contains("later/")), "listed at the old commit: {old_uris:?}");
+    let nowhere = ResourceAt { service: Some("ghost".into()), ..at.clone() };
+    assert_eq!(Context::resources(&client, &nowhere).await.unwrap(), None);
 
     // heartbeat: the stored subscriptions while registered, None once deleted.
     let registration: Registration = serde_json::from_value(json!({

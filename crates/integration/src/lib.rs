@@ -5,6 +5,7 @@
 //! server, remote over HTTP, NATS JetStream) implements [`Context`] and [`ControlPlane`]; the
 //! integration cannot tell which one it runs on.
 
+pub mod runner;
 pub mod subscription;
 
 pub use subscription::{
@@ -48,6 +49,13 @@ pub struct EventQuery {
     pub project: Option<String>,
     pub stage: Option<String>,
     pub service: Option<String>,
+    /// Leaves out events of invalidated evaluations (keptn's `excludeInvalidated`): those whose
+    /// `triggeredid` an `sh.keptn.event.evaluation.invalidated` of the project names.
+    pub exclude_invalidated: bool,
+    /// Newest first (the datastore's order) instead of oldest first.
+    pub newest_first: bool,
+    /// Events skipped, in the chosen order, before the first one returned.
+    pub offset: usize,
     /// 0 = all of them.
     pub limit: usize,
 }
@@ -84,6 +92,9 @@ pub trait Context: Send + Sync {
     async fn events(&self, query: EventQuery) -> ContextResult<Vec<KeptnEvent>>;
     /// A resource's content; None if there is none at that place and commit.
     async fn resource(&self, at: &ResourceAt) -> ContextResult<Option<Vec<u8>>>;
+    /// The URIs of the resources at one place (`at.uri` is ignored) and commit, e.g.
+    /// `prometheus/sli.yaml`; None if that project, stage or service does not exist there.
+    async fn resources(&self, at: &ResourceAt) -> ContextResult<Option<Vec<String>>>;
     /// Writes resources at one place in one commit (`at.gitcommitid` is ignored).
     async fn put_resources(&self, at: &ResourceAt, files: Vec<(String, Vec<u8>)>, message: &str) -> ContextResult<()>;
     /// A key of a secret the integration may read; None if it does not exist.
@@ -129,7 +140,12 @@ pub trait Integration: Send + Sync + 'static {
 /// several events of one type answering one event), so an answer repeated by another replica or
 /// after a restart has the same id and the control plane keeps one.
 pub fn answer(source: &str, triggered: &KeptnEvent, ty: String, discriminator: &str, data: Value) -> KeptnEvent {
-    let name = format!("{}/{source}/{ty}/{discriminator}", triggered.id);
+    // Without a discriminator the name is the one keptn-rs used before the contract, so ids of
+    // answers stay the same across an upgrade.
+    let name = match discriminator {
+        "" => format!("{}/{source}/{ty}", triggered.id),
+        d => format!("{}/{source}/{ty}/{d}", triggered.id),
+    };
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string();
     let mut event = KeptnEvent::new(id, ty, triggered.shkeptncontext.clone(), String::new(), data);
     event.source = source.into();

@@ -114,7 +114,8 @@ impl ResourceQuery {
     }
 }
 
-/// GET …/resource: the level's resources at the head (like keptn, `gitCommitID` is ignored).
+/// GET …/resource: the level's resources at the head, or at `gitCommitID` (keptn ignores it;
+/// a remote integration lists what an event's commit holds).
 pub async fn list(
     State(state): State<Shared>,
     Path(path): Path<ResourcePath>,
@@ -123,8 +124,12 @@ pub async fn list(
     let page = Page::parse(q.page_size.as_deref(), q.next_page_key.as_deref(), 100)?;
     let level = Level::of(&path);
     let project = path.project.clone();
+    let at = q.at();
     let (head, uris, upstream) = repo(&state, move |r| {
-        let head = r.head(&project)?;
+        let head = match at {
+            Some(commit) => commit,
+            None => r.head(&project)?,
+        };
         let uris = r.list(&project, level.scope(), Some(&head))?;
         Ok((head, uris, upstream_url(r, &project)))
     })
