@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 type Place = (String, Option<String>, Option<String>);
+/// A commit written through `put_resources`: place, files and message.
+type Commit = (Place, Vec<(String, Vec<u8>)>, String);
 
 #[derive(Default)]
 struct State {
@@ -18,7 +20,7 @@ struct State {
     fail_sends: Option<ContextError>,
     queries: Vec<EventQuery>,
     reads: usize,
-    commits: Vec<(Place, Vec<(String, Vec<u8>)>, String)>,
+    commits: Vec<Commit>,
 }
 
 #[derive(Default)]
@@ -87,7 +89,7 @@ impl Fake {
     }
 
     /// The commits written through `put_resources`: place, files and message.
-    pub fn commits(&self) -> Vec<(Place, Vec<(String, Vec<u8>)>, String)> {
+    pub fn commits(&self) -> Vec<Commit> {
         self.state().commits.clone()
     }
 }

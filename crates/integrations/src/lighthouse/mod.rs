@@ -572,6 +572,7 @@ fn arm(core: &Arc<Core>, ctx: &Arc<dyn Context>, e: &KeptnEvent, at: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Fake;
 
     fn defined(entries: &[(&str, &[&str])]) -> BTreeMap<String, HashSet<String>> {
         entries.iter().map(|(p, s)| (p.to_string(), s.iter().map(|x| x.to_string()).collect())).collect()
@@ -619,5 +620,173 @@ mod tests {
         assert_eq!(worse_result("pass", "warning"), "warning");
         assert_eq!(worse_result("warning", "failed"), "fail");
         assert_eq!(worse_result("fail", "pass"), "fail");
+    }
+
+    const SLO: &str =
+        "objectives:\n  - sli: rt\n    pass: [ { criteria: [\"<300\"] } ]\ntotal_score: { pass: \"90%\" }\n";
+
+    /// A project with an SLO for dev/carts and a Prometheus sli.yaml at project level.
+    fn configured() -> Arc<Fake> {
+        let ctx = Fake::new();
+        ctx.file("p", Some("dev"), Some("carts"), "slo.yaml", SLO);
+        ctx.file("p", None, None, "prometheus/sli.yaml", "indicators:\n  rt: histogram_quantile(0.95, x)\n");
+        ctx
+    }
+
+    /// An `evaluation.triggered` as the control plane stored it.
+    fn triggered(ctx: &Fake, id: &str) -> Arc<KeptnEvent> {
+        let data = json!({ "project": "p", "stage": "dev", "service": "carts", "labels": { "build": "1" },
+                           "evaluation": { "timeframe": "5m" } });
+        let mut e = KeptnEvent::new(id.into(), EVALUATION_TRIGGERED.into(), format!("ctx-{id}"), "".into(), data);
+        e.gitcommitid = "c1".into();
+        ctx.store(e.clone());
+        Arc::new(e)
+    }
+
+    /// The provider's answer to a request, stored as the control plane would.
+    fn answered(ctx: &Fake, request: &KeptnEvent, rt: f64) -> Arc<KeptnEvent> {
+        let mut data = common_data(request);
+        data["status"] = json!("succeeded");
+        data["result"] = json!("pass");
+        data["get-sli"] = json!({ "start": request.data["get-sli"]["start"], "end": request.data["get-sli"]["end"],
+                                  "indicatorValues": [{ "metric": "rt", "value": rt, "success": true }] });
+        let mut finished = answer("prometheus-sli-provider", request, GET_SLI_FINISHED.into(), "", data);
+        finished.time = keptn_engine::format_time(now_ms());
+        ctx.store(finished.clone());
+        Arc::new(finished)
+    }
+
+    fn of_type<'a>(events: &'a [KeptnEvent], ty: &str) -> Vec<&'a KeptnEvent> {
+        events.iter().filter(|e| e.ty == ty).collect()
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_asks_the_provider_and_scores_its_answer() {
+        let (ctx, lighthouse) = (configured(), Lighthouse::new(Duration::from_secs(60)));
+        let e = triggered(&ctx, "e1");
+        lighthouse.handle(e.clone(), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        let types: Vec<&str> = sent.iter().map(|x| x.ty.as_str()).collect();
+        assert_eq!(types, [EVALUATION_STARTED, GET_SLI_TRIGGERED]);
+        let request = &sent[1];
+        assert_eq!(request.id, answer(NAME, &e, GET_SLI_TRIGGERED.into(), "prometheus", json!({})).id);
+        assert_eq!((request.triggeredid.as_str(), request.gitcommitid.as_str()), ("e1", "c1"));
+        assert_eq!(request.data["get-sli"]["sliProvider"], "prometheus");
+        assert_eq!(request.data["get-sli"]["indicators"], json!(["rt"]));
+        assert_eq!(request.data["labels"], json!({ "build": "1" }));
+
+        let finished = answered(&ctx, request, 120.0);
+        let queries_before = ctx.queries().len();
+        lighthouse.handle(finished.clone(), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        let done = of_type(&sent, EVALUATION_FINISHED);
+        assert_eq!(done.len(), 1, "{sent:?}");
+        let d = &done[0].data;
+        assert_eq!((d["result"].as_str(), d["status"].as_str()), (Some("pass"), Some("succeeded")), "{d:#}");
+        assert_eq!(d["evaluation"]["score"].as_f64(), Some(100.0), "{d:#}");
+        assert_eq!(d["evaluation"]["indicatorResults"][0]["value"]["value"].as_f64(), Some(120.0));
+        assert_eq!(done[0].id, answer(NAME, &e, EVALUATION_FINISHED.into(), "", json!({})).id);
+        assert_eq!(done[0].triggeredid, "e1");
+        // The answer's step: one query of the context, one of the previous evaluations.
+        let queries = ctx.queries()[queries_before..].to_vec();
+        assert_eq!(queries.len(), 2, "{queries:?}");
+        assert_eq!(queries[0].keptn_context.as_deref(), Some("ctx-e1"));
+        assert!(queries[1].exclude_invalidated && queries[1].newest_first, "{queries:?}");
+
+        // Duplicate deliveries (a redelivery, a restart) change nothing.
+        lighthouse.handle(finished, ctx.clone()).await.unwrap();
+        lighthouse.handle(e, ctx.clone()).await.unwrap();
+        Lighthouse::new(Duration::from_secs(60)).handle(triggered(&ctx, "e1"), ctx.clone()).await.unwrap();
+        assert_eq!(ctx.sent().len(), sent.len(), "{:?}", ctx.sent());
+    }
+
+    #[tokio::test]
+    async fn the_next_evaluation_compares_with_the_previous_and_reuses_what_was_read_at_its_commit() {
+        let (ctx, lighthouse) = (configured(), Lighthouse::new(Duration::from_secs(60)));
+        let mut first = None;
+        for id in ["e1", "e2"] {
+            let reads = ctx.reads();
+            let e = triggered(&ctx, id);
+            lighthouse.handle(e.clone(), ctx.clone()).await.unwrap();
+            let request = ctx.sent().into_iter().rfind(|x| x.ty == GET_SLI_TRIGGERED && x.triggeredid == id).unwrap();
+            lighthouse.handle(answered(&ctx, &request, 100.0), ctx.clone()).await.unwrap();
+            let done = ctx.sent().into_iter().rfind(|x| x.ty == EVALUATION_FINISHED).unwrap();
+            assert_eq!(done.triggeredid, id);
+            match &first {
+                None => {
+                    assert!(done.data["evaluation"].get("comparedEvents").is_none(), "{:#}", done.data);
+                    first = Some(done.id.clone());
+                }
+                Some(first) => {
+                    assert_eq!(done.data["evaluation"]["comparedEvents"], json!([first]), "{:#}", done.data);
+                    // At the same commit only lighthouse/config.yaml (read at the head) is read again.
+                    assert_eq!(ctx.reads() - reads, 1);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_never_answers_ends_the_evaluation_after_the_timeout() {
+        let (ctx, lighthouse) = (configured(), Lighthouse::new(Duration::from_millis(300)));
+        let e = triggered(&ctx, "e1");
+        lighthouse.handle(e.clone(), ctx.clone()).await.unwrap();
+        lighthouse.handle(e, ctx.clone()).await.unwrap(); // a duplicate arms no second timer
+        assert!(of_type(&ctx.sent(), EVALUATION_FINISHED).is_empty());
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let sent = ctx.sent();
+        let done = of_type(&sent, EVALUATION_FINISHED);
+        assert_eq!(done.len(), 1, "{sent:?}");
+        let d = &done[0].data;
+        assert_eq!((d["status"].as_str(), d["result"].as_str()), (Some("errored"), Some("fail")), "{d:#}");
+        let message = d["message"].as_str().unwrap();
+        assert!(message.contains("no answer from SLI provider prometheus within 0s"), "{message}");
+        assert!(lighthouse.core.armed().is_empty());
+    }
+
+    #[tokio::test]
+    async fn configure_monitoring_stores_the_provider_the_next_evaluation_asks() {
+        let ctx = Fake::new();
+        ctx.file("p", Some("dev"), Some("carts"), "slo.yaml", SLO);
+        let lighthouse = Lighthouse::new(Duration::from_secs(60));
+        let data = json!({ "type": "dynatrace", "project": "p", "service": "carts" });
+        let configure = KeptnEvent::new("m1".into(), MONITORING_CONFIGURE.into(), "cm".into(), "".into(), data);
+        lighthouse.handle(Arc::new(configure), ctx.clone()).await.unwrap();
+        let commits = ctx.commits();
+        assert_eq!(commits.len(), 1);
+        let (place, files, message) = &commits[0];
+        assert_eq!(place, &("p".to_string(), None, None));
+        assert_eq!(message, "Configure monitoring");
+        assert_eq!(files[0].0, CONFIG_URI);
+        assert!(String::from_utf8_lossy(&files[0].1).contains("sli-provider: dynatrace"));
+        assert!(ctx.sent().is_empty(), "keptn sends no answer to monitoring.configure");
+
+        lighthouse.handle(triggered(&ctx, "e1"), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        let ask = of_type(&sent, GET_SLI_TRIGGERED);
+        assert_eq!(ask.len(), 1, "{sent:?}");
+        assert_eq!(ask[0].data["get-sli"]["sliProvider"], "dynatrace");
+    }
+
+    #[tokio::test]
+    async fn without_an_slo_the_evaluation_passes_at_once() {
+        let (ctx, lighthouse) = (Fake::new(), Lighthouse::new(Duration::from_secs(60)));
+        ctx.place("p", Some("dev"), Some("carts"));
+        lighthouse.handle(triggered(&ctx, "e1"), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        let types: Vec<&str> = sent.iter().map(|x| x.ty.as_str()).collect();
+        assert_eq!(types, [EVALUATION_STARTED, EVALUATION_FINISHED]);
+        assert!(sent[1].data["message"].as_str().unwrap().contains("no SLO file configured for project p"));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_control_plane_is_returned_for_a_retry() {
+        let (ctx, lighthouse) = (configured(), Lighthouse::new(Duration::from_secs(60)));
+        ctx.fail_sends(keptn_integration::ContextError::Unavailable("restarting".into()));
+        let e = triggered(&ctx, "e1");
+        assert!(lighthouse.handle(e.clone(), ctx.clone()).await.unwrap_err().is_transient());
+        ctx.fail_sends(None);
+        lighthouse.handle(e, ctx.clone()).await.unwrap();
+        assert_eq!(ctx.sent().len(), 2, "the retry sends started and the request");
     }
 }

@@ -245,6 +245,7 @@ fn builtin_query(sli: &str, req: &SliRequest) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Fake;
     use serde_json::json;
 
     #[tokio::test]
@@ -306,5 +307,67 @@ mod tests {
         );
         assert!(builtin_query("response_time_p95", &req).unwrap().starts_with("histogram_quantile(0.95,"));
         assert!(builtin_query("apdex", &req).unwrap_err().contains("prometheus/sli.yaml"));
+    }
+
+    fn provider(default_url: Option<String>) -> Prometheus {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = keptn_outbound::OutboundPolicy::allow_loopback();
+        Prometheus::new(Outbound::new(policy, std::time::Duration::from_secs(5)).unwrap(), default_url)
+    }
+
+    fn get_sli() -> Arc<KeptnEvent> {
+        let data = json!({ "project": "p", "stage": "dev", "service": "carts",
+                           "get-sli": { "sliProvider": "prometheus", "start": "2024-01-01T00:00:00.000Z",
+                                        "end": "2024-01-01T00:05:00.000Z", "indicators": ["rt"] } });
+        Arc::new(KeptnEvent::new("g1".into(), GET_SLI_TRIGGERED.into(), "c".into(), "".into(), data))
+    }
+
+    #[tokio::test]
+    async fn without_an_endpoint_it_leaves_the_request_to_another_provider() {
+        let ctx = Fake::new();
+        ctx.place("p", Some("dev"), Some("carts"));
+        provider(None).handle(get_sli(), ctx.clone()).await.unwrap();
+        assert!(ctx.sent().is_empty(), "{:?}", ctx.sent());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_prometheus_fails_the_sli_with_the_reason() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let ctx = Fake::new();
+        ctx.file("p", None, None, "prometheus/config.yaml", &format!("url: http://{addr}\n"));
+        ctx.file("p", Some("dev"), Some("carts"), "prometheus/sli.yaml", "indicators:\n  rt: up{job='$SERVICE'}\n");
+        provider(None).handle(get_sli(), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        let types: Vec<&str> = sent.iter().map(|e| e.ty.as_str()).collect();
+        assert_eq!(types, ["sh.keptn.event.get-sli.started", "sh.keptn.event.get-sli.finished"]);
+        let d = &sent[1].data;
+        assert_eq!((d["status"].as_str(), d["result"].as_str()), (Some("succeeded"), Some("fail")), "{d:#}");
+        assert_eq!(d["message"], "unable to retrieve metrics");
+        let value = &d["get-sli"]["indicatorValues"][0];
+        assert_eq!((value["metric"].as_str(), value["success"].as_bool()), (Some("rt"), Some(false)));
+        let reason = value["message"].as_str().unwrap();
+        assert!(reason.starts_with(&format!("could not reach Prometheus at http://{addr}: ")), "{reason}");
+        assert_eq!(sent[1].triggeredid, "g1");
+    }
+
+    #[tokio::test]
+    async fn configure_monitoring_says_where_queries_go() {
+        let ctx = Fake::new();
+        ctx.place("p", None, None);
+        let data = json!({ "type": "prometheus", "project": "p" });
+        let event = Arc::new(KeptnEvent::new("m1".into(), MONITORING_CONFIGURE.into(), "c".into(), "".into(), data));
+        provider(Some("http://prom:9090/".into())).handle(event.clone(), ctx.clone()).await.unwrap();
+        let sent = ctx.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].ty, "sh.keptn.event.configure-monitoring.finished");
+        assert_eq!(
+            sent[1].data["message"],
+            "Prometheus SLI provider selected for project p; queries go to http://prom:9090"
+        );
+        let ctx = Fake::new();
+        provider(None).handle(event, ctx.clone()).await.unwrap();
+        assert!(ctx.sent()[1].data["message"].as_str().unwrap().contains("give it an endpoint"));
     }
 }
