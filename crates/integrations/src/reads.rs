@@ -137,8 +137,3 @@ pub(crate) fn sli_providers(uris: &[String]) -> impl Iterator<Item = &str> {
         _ => None,
     })
 }
-
-/// Whether a listing holds `uri`.
-pub(crate) fn lists(uris: &[String], uri: &str) -> bool {
-    uris.iter().any(|u| u.trim_start_matches('/') == uri)
-}

@@ -4,14 +4,16 @@
 //!
 //! Stateless between events: each step reads the evaluation's events through the context and
 //! decides what is missing, so a restart, a duplicate or a late answer cannot produce a second
-//! result. The answers' ids are derived from the evaluation (see `keptn_integration::answer`), so even
-//! two concurrent steps emit the same events and the control plane keeps one. Fixes over keptn: every
-//! `get-sli.finished` is matched to its own request by `triggeredid` (two providers, one
-//! evaluation), and a provider that never answers ends the evaluation after the SLI timeout.
+//! result. The answers' ids are derived from the evaluation (see `keptn_integration::answer`),
+//! so even two concurrent steps emit the same events and the control plane keeps one. Fixes
+//! over keptn: every `get-sli.finished` is matched to its own request by `triggeredid` (two
+//! providers, one evaluation), and a provider that never answers ends the evaluation after the
+//! SLI timeout. What it reads at a commit (slo.yaml, sli.yaml, listings) it keeps in memory: a
+//! commit's content never changes.
 
 mod timeframe;
 
-use crate::reads::{Reads, levels, lists, place, sli_providers, split};
+use crate::reads::{Reads, levels, place, sli_providers, split};
 use crate::sli::config::merge_indicators;
 use crate::{now_ms, parse_time, send_all};
 use keptn_integration::{Context, ContextResult, EventQuery, Integration, answer, common_data};
@@ -33,7 +35,12 @@ const MONITORING_CONFIGURE: &str = "sh.keptn.event.monitoring.configure";
 pub const CONFIG_URI: &str = "lighthouse/config.yaml";
 /// Page size when previous evaluations are filtered by result (keptn's datastore pages).
 const PAGE: usize = 100;
+/// A timer's step that could not reach the control plane runs again this much later.
+const TIMER_RETRY_MS: i64 = 5_000;
 
+/// The lighthouse. Its SLI timeout timers hold the context they were armed with weakly (a
+/// pending timer must not keep a stopping server alive): the runner should hand every event the
+/// same long-lived `Arc<dyn Context>`, not a new one per event, or the timers find it gone.
 pub struct Lighthouse {
     core: Arc<Core>,
 }
@@ -328,9 +335,10 @@ async fn providers_with_sli(
     for level in levels(e.project(), e.stage(), e.service(), "", &e.gitcommitid) {
         let Some(uris) = reads.resources(ctx, &level).await? else { continue };
         for name in sli_providers(&uris) {
-            let uri = format!("{name}/sli.yaml");
-            if lists(&uris, &uri) {
-                out.entry(name.to_string()).or_default().push(keptn_integration::ResourceAt { uri, ..level.clone() });
+            let at = keptn_integration::ResourceAt { uri: format!("{name}/sli.yaml"), ..level.clone() };
+            let places = out.entry(name.to_string()).or_default();
+            if !places.contains(&at) {
+                places.push(at);
             }
         }
     }
@@ -562,9 +570,13 @@ fn arm(core: &Arc<Core>, ctx: &Arc<dyn Context>, e: &KeptnEvent, at: i64) {
             Ok(context) => step(&core, &ctx, &e, &context).await,
             Err(err) => Err(err),
         };
-        if let Err(err) = result {
-            // The next event of the evaluation (or a redelivery) steps it again.
-            tracing::error!(evaluation = %e.id, error = %err, "could not end a timed-out evaluation");
+        match result {
+            Ok(()) => {}
+            Err(err) if err.is_transient() => {
+                tracing::warn!(evaluation = %e.id, error = %err, "could not step a timed-out evaluation; retrying");
+                arm(&core, &ctx, &e, now_ms() + TIMER_RETRY_MS);
+            }
+            Err(err) => tracing::error!(evaluation = %e.id, error = %err, "could not end a timed-out evaluation"),
         }
     });
 }
