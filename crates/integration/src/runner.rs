@@ -332,22 +332,28 @@ impl State {
         }
     }
 
-    /// Returns (succeeded, registered again).
+    /// Returns (succeeded, subscribed again: the open events are to be read).
     async fn beat(&mut self) -> (bool, bool) {
-        match self.refresh().await {
-            Ok(true) => (true, false),
-            Err(_) => (false, false),
+        let was_subscribed = self.subscriptions.is_some();
+        let ok = match self.refresh().await {
+            Ok(true) => true,
+            Err(_) => false,
             Ok(false) => {
-                tracing::info!(integration = self.name, "registration gone; registering again");
-                let ok = self.register().await;
-                (ok, ok)
+                tracing::info!(integration = self.name, "not registered (any more); registering again");
+                self.register().await
             }
-        }
+        };
+        (ok, ok && !was_subscribed)
     }
 
     /// An event from the feed: handled if subscribed and not taken yet; acked otherwise (a
     /// repeat of one in flight is acked when that one is done).
     fn deliver(&mut self, event: Arc<KeptnEvent>, ack: Option<Ack>) {
+        if self.subscriptions.is_none() {
+            // Not registered: whether it is subscribed is unknown. Left unacknowledged for the
+            // transport to offer again (the catch-up after registering reads the open ones).
+            return;
+        }
         if !self.subscribed(&event) {
             spawn_acks(ack.into_iter().collect());
             return;

@@ -17,6 +17,8 @@ struct FakePlane {
     open: Mutex<Vec<KeptnEvent>>,
     logs: Mutex<Vec<LogEntry>>,
     registers: AtomicUsize,
+    /// Registrations refused as unavailable before one succeeds.
+    failing_registers: AtomicUsize,
     heartbeats: AtomicUsize,
     open_reads: AtomicUsize,
 }
@@ -59,6 +61,10 @@ impl Context for FakePlane {
 impl ControlPlane for FakePlane {
     async fn register(&self, r: Registration) -> ContextResult<String> {
         self.registers.fetch_add(1, Ordering::SeqCst);
+        if self.failing_registers.load(Ordering::SeqCst) > 0 {
+            self.failing_registers.fetch_sub(1, Ordering::SeqCst);
+            return Err(ContextError::Unavailable("starting".into()));
+        }
         let id = integration_id(&r.name, &r.metadata.kubernetesmetadata.namespace, &r.metadata.hostname);
         // keptn's rule: after the first registration the stored subscriptions count.
         self.registrations.lock().unwrap().entry(id.clone()).or_insert(r.subscriptions);
@@ -272,6 +278,27 @@ async fn heartbeat_registers_again_when_the_registration_is_gone() {
     deliver(&s.tx, event("after", "p", now_ms()), None);
     settle(50).await;
     assert_eq!(s.recorder.attempts_of("after"), 1, "subscribed again");
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_registration_is_retried_and_then_catches_up() {
+    let plane = FakePlane { failing_registers: AtomicUsize::new(1), ..FakePlane::default() };
+    plane.open.lock().unwrap().push(event("waiting", "p", now_ms() - 1000));
+    let s = start(plane, Recorder::default(), false);
+    settle(10).await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let counted = acked.clone();
+    let ack: Ack = Box::pin(async move {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    deliver(&s.tx, event("while-unregistered", "p", now_ms()), Some(ack));
+    settle(50).await;
+    assert_eq!(s.recorder.attempts_of("waiting"), 0, "not registered yet");
+    assert_eq!(acked.load(Ordering::SeqCst), 0, "not acked while it cannot tell whether it subscribes");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.plane.registers.load(Ordering::SeqCst), 2, "retried after the retry delay, not the heartbeat");
+    assert_eq!(s.recorder.attempts_of("waiting"), 1, "the open events are read once registered");
     s.task.abort();
 }
 
