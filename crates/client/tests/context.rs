@@ -39,6 +39,7 @@ async fn start(dir: &tempfile::TempDir) -> keptn_server::RunningServer {
         http: keptn_server::HttpLimits::default(),
         nats_url: None,
         integrations: keptn_server::all_integrations(),
+        extra_integrations: Default::default(),
     };
     keptn_server::start(config).await.expect("server starts")
 }

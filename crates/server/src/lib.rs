@@ -11,6 +11,7 @@ mod error;
 mod events_out;
 mod host;
 mod ingest;
+mod inprocess;
 mod metrics;
 use keptn_outbound::http as outbound;
 mod serve;
@@ -66,6 +67,19 @@ pub struct ServerConfig {
     /// The built-in integrations to run (keys of [`BUILTIN_INTEGRATIONS`]; see
     /// [`select_integrations`]).
     pub integrations: Vec<String>,
+    /// Integrations the embedding program runs in-process besides the built-ins, on the
+    /// in-process contract (`inprocess`): registered like built-ins, fed by the bus.
+    pub extra_integrations: InProcessIntegrations,
+}
+
+/// Integrations for [`ServerConfig::extra_integrations`]; shown by name.
+#[derive(Clone, Default)]
+pub struct InProcessIntegrations(pub Vec<Arc<dyn keptn_integration::Integration>>);
+
+impl std::fmt::Debug for InProcessIntegrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|i| i.name())).finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +107,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
+    state: std::sync::Weak<api::AppState>,
 }
 
 impl RunningServer {
@@ -102,6 +117,13 @@ impl RunningServer {
             let _ = tx.send(());
         }
         let _ = self.done.await;
+    }
+
+    /// The server as the in-process context and control plane of an integration (what the
+    /// integrations it runs itself use). Holds the server only weakly: once it stopped, every
+    /// call fails as unavailable.
+    pub fn control_plane(&self) -> Arc<dyn keptn_integration::ControlPlane> {
+        Arc::new(inprocess::InProcess::from_weak(self.state.clone()))
     }
 
     /// Waits until the server stops (after `stop` or a shutdown signal passed to `start`).
@@ -219,6 +241,8 @@ pub async fn start_on(
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
+    // Aborted with the built-ins at shutdown (they hold the app state too).
+    builtin_tasks.extend(inprocess::start(&state, &dispatcher.bus, config.extra_integrations.0.clone()).await);
     if let Some(url) = &config.nats_url {
         // Holds the app state like the built-ins: stopped with them, before the writer drains.
         builtin_tasks.push(bus::ingest::spawn(state.clone(), url.clone()));
@@ -228,6 +252,7 @@ pub async fn start_on(
     let app = api::router(state.clone(), config.max_body_bytes);
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let weak_state = Arc::downgrade(&state);
     let done = tokio::spawn(async move {
         let stop = async move {
             tokio::select! {
@@ -246,7 +271,7 @@ pub async fn start_on(
         dispatcher_task.abort();
         tracing::info!("server stopped");
     });
-    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), done })
+    Ok(RunningServer { addr, shutdown: Some(shutdown_tx), done, state: weak_state })
 }
 
 async fn load_catalog(store: &Store) -> anyhow::Result<Catalog> {

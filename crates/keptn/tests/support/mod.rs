@@ -33,6 +33,7 @@ pub struct TestServer {
     pg: Option<(String, String)>,
     quality_gates: keptn_server::QualityGates,
     outbound: keptn_server::OutboundPolicy,
+    extra_integrations: keptn_server::InProcessIntegrations,
 }
 
 pub fn install_crypto() {
@@ -138,10 +139,12 @@ impl TestServer {
             http: keptn_server::HttpLimits::default(),
             nats_url: None,
             integrations: keptn_server::all_integrations(),
+            extra_integrations: Default::default(),
         };
         tune(&mut config);
         let quality_gates = config.quality_gates.clone();
         let outbound = config.outbound.clone();
+        let extra_integrations = config.extra_integrations.clone();
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
         Some(TestServer {
@@ -153,7 +156,13 @@ impl TestServer {
             pg,
             quality_gates,
             outbound,
+            extra_integrations,
         })
+    }
+
+    /// The running server's in-process context and control plane (what its own integrations use).
+    pub fn control_plane(&self) -> Arc<dyn keptn_integration::ControlPlane> {
+        self.server.as_ref().expect("the server runs").control_plane()
     }
 
     pub async fn stop(mut self) {
@@ -537,6 +546,7 @@ impl TestServer {
             http: keptn_server::HttpLimits::default(),
             nats_url: None,
             integrations: keptn_server::all_integrations(),
+            extra_integrations: self.extra_integrations.clone(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);

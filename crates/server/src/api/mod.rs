@@ -186,7 +186,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub use uniform::{heartbeat, upsert_registration};
+pub use resource::write_resources;
+pub use uniform::{heartbeat, insert_logs, upsert_registration};
 
 /// Loads the integrations for the dispatcher (at start: after sealing pushURL passwords stored
 /// in clear by an older version).

@@ -171,21 +171,37 @@ async fn write_many(
             "resources is empty; send {\"resources\":[{\"resourceURI\":…,\"resourceContent\":<base64>}]}",
         ));
     }
-    let level = Level::of(&path);
     let mut files = Vec::with_capacity(body.resources.len());
     for item in &body.resources {
         let uri = strip_slash(&item.resource_uri);
         let content = decode(&uri, &item.resource_content)?;
-        check_shipyard_write(state, &path.project, &level, &uri, &content)?;
         files.push((uri, content));
     }
-    let project = path.project;
-    let commit = repo_write(state, &project.clone(), move |r| {
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
-        Ok((r.write(&project, level.scope(), &refs, message)?, upstream_url(r, &project)))
-    })
-    .await?;
+    let commit = write_resources(state, path.project, path.stage, path.service, files, message.into()).await?;
     Ok(commit_response(commit))
+}
+
+/// Writes resources at one level in one commit, as `POST`/`PUT …/resource` do (a project-level
+/// `shipyard.yaml` must be a valid shipyard); returns the commit and the upstream's URL.
+/// In-process integrations write through here too.
+pub async fn write_resources(
+    state: &Shared,
+    project: String,
+    stage: Option<String>,
+    service: Option<String>,
+    files: Vec<(String, Vec<u8>)>,
+    message: String,
+) -> ApiResult<(String, Option<String>)> {
+    let level = Level { stage, service };
+    let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(uri, content)| (strip_slash(&uri), content)).collect();
+    for (uri, content) in &files {
+        check_shipyard_write(state, &project, &level, uri, content)?;
+    }
+    repo_write(state, &project.clone(), move |r| {
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
+        Ok((r.write(&project, level.scope(), &refs, &message)?, upstream_url(r, &project)))
+    })
+    .await
 }
 
 /// POST …/resource: creates (or replaces) resources in one commit.

@@ -335,8 +335,15 @@ pub struct LogsBody {
 }
 
 pub async fn post_logs(State(state): State<Shared>, JsonBody(body): JsonBody<LogsBody>) -> ApiResult<Json<Value>> {
+    insert_logs(&state, body.logs).await?;
+    Ok(Json(json!({})))
+}
+
+/// Stores error log entries (keptn's `POST /controlPlane/v1/log`, and in-process integrations):
+/// each names its integration; `time` defaults to now.
+pub async fn insert_logs(state: &Shared, logs: Vec<Value>) -> ApiResult<()> {
     let mut rows = Vec::new();
-    for (i, mut log) in body.logs.into_iter().enumerate() {
+    for (i, mut log) in logs.into_iter().enumerate() {
         let integration = log["integrationid"].as_str().unwrap_or("").to_string();
         if integration.is_empty() {
             return Err(ApiError::bad_request(format!("logs[{i}].integrationid is required")));
@@ -356,7 +363,7 @@ pub async fn post_logs(State(state): State<Shared>, JsonBody(body): JsonBody<Log
         rows.push((uuid::Uuid::new_v4().to_string(), integration, time, log));
     }
     state.store.insert_logs(&rows).await?;
-    Ok(Json(json!({})))
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
