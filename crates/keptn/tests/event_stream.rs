@@ -9,6 +9,7 @@ use keptn_client::{ClientError, EventStream, NoStream, StreamFeed};
 use keptn_integration::runner::{Delivery, Feed};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::sync::mpsc;
@@ -229,6 +230,81 @@ async fn scenario(db: Db) {
     assert_eq!(e["shkeptncontext"], later.as_str());
     assert!(sent.elapsed() >= Duration::from_millis(900), "streamed {:?} after the trigger", sent.elapsed());
     server.stop().await;
+}
+
+/// A TCP relay in front of the server whose open connections the test can cut (a network
+/// failure between a replica and the control plane).
+struct Relay {
+    url: String,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let held = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                held.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { url, conns, accept }
+    }
+
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+async fn next(feed: &mut StreamFeed) -> Delivery {
+    tokio::time::timeout(WAIT, feed.next()).await.expect("a delivery in time").expect("the feed goes on")
+}
+
+/// A replica whose connection breaks reconnects by itself, says events may have been missed,
+/// and gets its unacked open event again.
+async fn reconnect(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let client = server.client();
+    client.create_project("p", SHIPYARD).await;
+    client.create_service("p", "s0").await;
+    let id = register(&client).await;
+    let relay = Relay::start(&server.url).await;
+    let api = keptn_client::Client::new(&relay.url, &server.token);
+    let mut feed = StreamFeed::connect(api, &id, "r").await.expect("stream");
+    let ctx = trigger(&client, "delivery", "s0").await;
+    let Delivery::Event { event: first, .. } = next(&mut feed).await else { panic!("an event first") };
+    assert_eq!(first.shkeptncontext, ctx);
+    relay.cut();
+    assert!(matches!(next(&mut feed).await, Delivery::Lagged), "a reconnect is reported as Lagged");
+    let Delivery::Event { event: again, ack } = next(&mut feed).await else { panic!("the unacked event again") };
+    assert_eq!(again.id, first.id);
+    finish(&client, &serde_json::to_value(&*again).unwrap()).await;
+    ack.expect("streamed events are acked").await;
+    client.wait_for(&ctx, "sh.keptn.event.dev.delivery.finished", WAIT).await;
+    relay.accept.abort();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_sqlite() {
+    reconnect(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_postgres() {
+    reconnect(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
