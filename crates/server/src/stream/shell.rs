@@ -12,6 +12,7 @@ use crate::timers::now_ms;
 use crate::uniform::Directory;
 use crate::writer::parse_time;
 use keptn_spec::KeptnEvent;
+use keptn_spec::event_type::EventType;
 use keptn_store::{OpenTriggeredQuery, Store};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -248,9 +249,20 @@ impl Shell {
     }
 
     /// Events handed over (from a member that left, or that waited) are sent unless they are no
-    /// longer open: a killed replica may have finished them without acking.
+    /// longer open: a killed replica may have finished them without acking. (Only task events
+    /// have open rows; a sequence's own `.triggered` is sent again as it is.) One the receiving
+    /// member does not subscribe to is dropped from the hub; it stays open in the store, where
+    /// the next catch-up of a member that takes it finds it.
     async fn send_if_open(&mut self, group: &str, deliveries: Vec<Delivery<Item>>) {
         for d in deliveries {
+            if !takes(&self.members, &self.directory, &d.member, &d.item) {
+                self.hub.ack(group, &d.member, std::slice::from_ref(&d.id));
+                continue;
+            }
+            if !matches!(EventType::parse(&d.item.ty), EventType::Task { .. }) {
+                self.send(d);
+                continue;
+            }
             let q = OpenTriggeredQuery {
                 ty: d.item.ty.clone(),
                 project: None,
