@@ -138,6 +138,14 @@ async fn scenario(db: Db) {
         Ok(_) => panic!("a stream for an unregistered integration"),
     }
 
+    // A control plane without the route (here: the API under another prefix answers 404 "no
+    // such endpoint", as keptn 1.x answers 404): the caller is told to poll instead.
+    let elsewhere = keptn_client::Client::new(format!("{}/keptn-1x", server.url), &server.token);
+    match StreamFeed::connect(elsewhere, &id, "r").await {
+        Err(e) => assert!(e.is_unsupported(), "{e}"),
+        Ok(_) => panic!("a stream where there is none"),
+    }
+
     // An unsubscribed type: its task is open, but never streamed.
     let unsubscribed = trigger(&client, "check", "solo").await;
     client.wait_for(&unsubscribed, TEST, WAIT).await;
