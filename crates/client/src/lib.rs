@@ -5,8 +5,10 @@
 //! The process must install a rustls crypto provider (ring) before the first request.
 
 mod context;
+mod feed;
 mod sse;
 
+pub use feed::{NoStream, StreamFeed};
 pub use sse::EventStream;
 
 use keptn_spec::KeptnEvent;
@@ -146,6 +148,20 @@ impl Client {
     pub async fn stream(&self, path: &str) -> ClientResult<EventStream> {
         let req = self.request(Method::GET, path).header("accept", "text/event-stream");
         Ok(EventStream::new(self.checked(req).await?))
+    }
+
+    /// The server-pushed `.triggered` events of a registered integration, shared between its
+    /// replicas (`replica` tells this process apart from the others of the same registration):
+    /// `event: triggered` frames whose data is the event. Ack each with [`Client::ack_stream`].
+    pub async fn triggered_stream(&self, integration_id: &str, replica: &str) -> ClientResult<EventStream> {
+        let params = [("integrationId", integration_id), ("replica", replica)];
+        self.stream(&with_query(&format!("{CP}/event/stream"), &params)).await
+    }
+
+    /// Acknowledges streamed events once handled: they are not handed to another replica.
+    pub async fn ack_stream(&self, integration_id: &str, replica: &str, ids: &[String]) -> ClientResult<()> {
+        let body = serde_json::json!({ "integrationId": integration_id, "replica": replica, "ids": ids });
+        self.post(&format!("{CP}/event/stream/ack"), &body).await.map(|_| ())
     }
 
     /// `POST /api/v1/event`; the server assigns the id. Returns the keptn context.

@@ -224,6 +224,10 @@ pub async fn start_on(
         bus,
         http: http.clone(),
     };
+    let (stream, stream_commands) = stream::StreamHandle::new();
+    // Subscribed before anything is served, so no committed event is missed.
+    let stream_task =
+        stream::shell::spawn(store.clone(), directory.clone(), dispatcher.bus.subscribe(), stream_commands);
     let state = Arc::new(api::AppState {
         store: store.clone(),
         writer: writer_handle,
@@ -238,6 +242,7 @@ pub async fn start_on(
         controls: broadcast::channel(256).0,
         quality_gates: config.quality_gates.clone(),
         outbound: http,
+        stream,
     });
     api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
@@ -247,6 +252,10 @@ pub async fn start_on(
         // Holds the app state like the built-ins: stopped with them, before the writer drains.
         builtin_tasks.push(bus::ingest::spawn(state.clone(), url.clone()));
     }
+    // Open streams end when this task stops (their channels close): it stops first at shutdown,
+    // so the HTTP layer's graceful stop does not wait for them.
+    let stream_stop = stream_task.abort_handle();
+    builtin_tasks.push(stream_task);
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
     let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);
@@ -259,6 +268,7 @@ pub async fn start_on(
                 _ = shutdown_rx => {}
                 _ = signal => {}
             }
+            stream_stop.abort();
         };
         serve::serve(listener, app, http_limits, stop).await;
         expiry_task.abort();

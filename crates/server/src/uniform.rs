@@ -37,6 +37,12 @@ impl Directory {
         all.iter().any(|i| i.subscriptions.iter().any(|s| s.matches(ty, project, stage, service)))
     }
 
+    /// The name of one integration; None if it is not registered.
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        let all = self.0.read().expect("directory lock");
+        all.iter().find(|i| i.id == id).map(|i| i.name.clone())
+    }
+
     /// The current subscriptions of one integration; None if it is not registered.
     pub fn subscriptions_of(&self, id: &str) -> Option<Vec<Subscription>> {
         let all = self.0.read().expect("directory lock");

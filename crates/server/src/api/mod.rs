@@ -7,6 +7,7 @@ mod paging;
 mod project;
 mod resource;
 mod sequence;
+mod stream;
 mod uniform;
 mod watch;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub quality_gates: crate::QualityGates,
     /// The HTTP client for user-supplied URLs, with the outbound policy.
     pub outbound: crate::outbound::Outbound,
+    /// The push stream of `.triggered` events shared between an integration's replicas.
+    pub stream: crate::stream::StreamHandle,
 }
 
 pub type Shared = Arc<AppState>;
@@ -71,6 +74,8 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route(&format!("{cp}/project/{{project}}/service/{{service}}"), axum::routing::delete(project::delete_service))
         .route(&format!("{cp}/event/triggered/{{event_type}}"), get(events::open_triggered))
         .route(&format!("{cp}/event"), post(events::post_event))
+        .route(&format!("{cp}/event/stream"), get(stream::open))
+        .route(&format!("{cp}/event/stream/ack"), post(stream::ack))
         .route(&format!("{cp}/sequence/{{project}}"), get(sequence::states))
         .route(&format!("{cp}/sequence/{{project}}/{{context}}/control"), post(sequence::control))
         .route(&format!("{cp}/sequence/{{project}}/{{context}}/watch"), get(watch::sequence))

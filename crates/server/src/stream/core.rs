@@ -98,6 +98,17 @@ impl<T: Clone> Hub<T> {
         }
     }
 
+    /// These events are settled for the whole group, wherever they are (an ack from a member whose
+    /// connection already ended: its events may have moved on, and need not run again).
+    pub fn forget(&mut self, group: &str, ids: &[String]) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.waiting.retain(|(id, _)| !ids.contains(id));
+            for m in &mut g.members {
+                m.in_flight.retain(|(id, _)| !ids.contains(id));
+            }
+        }
+    }
+
     /// A member's connection ended: its unacked events go to the remaining members whose current
     /// subscriptions still take them (`takes(member, item)`; least loaded first) or wait for the
     /// next one. A stale connection (already replaced) changes nothing.
@@ -222,6 +233,17 @@ mod tests {
         assert_eq!(h.offer("g", &ids(&["a"]), "3", 3), Offer::Waiting { dropped: Some("1".into()) });
         let got: Vec<String> = h.connect("g", "b", 5).into_iter().map(|d| d.id).collect();
         assert_eq!(got, ids(&["2", "3"]));
+    }
+
+    #[test]
+    fn forget_settles_an_event_wherever_it_is() {
+        let mut h = Hub::new(10);
+        h.connect("g", "a", 1);
+        h.offer("g", &ids(&["a"]), "1", 1);
+        h.offer("g", &ids(&["b"]), "2", 2); // waits: b is not connected
+        h.forget("g", &ids(&["1", "2"]));
+        assert!(!h.holds("g", "1") && !h.holds("g", "2"));
+        h.forget("nobody", &ids(&["1"]));
     }
 
     #[test]

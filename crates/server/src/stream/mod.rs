@@ -1,5 +1,8 @@
-//! Server-pushed event stream for remote integrations (issue 11): a pure work-sharing core;
-//! the HTTP shell is not wired yet.
+//! Server-pushed `.triggered` events for remote integrations (issue 11): a pure work-sharing
+//! core (`core`) and its I/O shell (`shell`: one task fed by the bus, connections and acks),
+//! served by `api::stream`.
 
-#[allow(dead_code)]
 pub mod core;
+pub mod shell;
+
+pub use shell::{Connection, StreamHandle};
