@@ -1,10 +1,12 @@
-//! keptn's control plane in one process: HTTP API, engine writer, timers and dispatcher.
+//! keptn's control plane in one process: HTTP API, engine writer (which owns the engine's time)
+//! and dispatcher.
 
 mod api;
 mod body;
 mod builtin;
 mod bus;
 mod catalog;
+mod clock;
 mod config_sync;
 mod dispatch;
 mod error;
@@ -176,7 +178,7 @@ pub async fn start_on(
     .context("configuration repository backfill panicked")??;
     for (project, shipyard, yaml) in from_git {
         tracing::info!(project = %project, "taking the shipyard from the project's repository");
-        store.update_project_shipyard(&project, &yaml, timers::now_ms()).await?;
+        store.update_project_shipyard(&project, &yaml, clock::now_ms()).await?;
         if let Some(p) = catalog.projects.get_mut(&project) {
             p.shipyard = shipyard;
             p.shipyard_yaml = yaml;

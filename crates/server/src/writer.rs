@@ -1,13 +1,17 @@
-//! The single writer: owns the engine, turns each batch of inputs into one database
-//! transaction (incoming events, state changes and outgoing events commit together), then
-//! hands committed events to the dispatcher and arms timers. Group commit gives throughput.
+//! The single writer: owns the engine and its time, turns each batch of inputs into one
+//! database transaction (incoming events, state changes and outgoing events commit together),
+//! then hands committed events to the dispatcher. Group commit gives throughput.
+//!
+//! Time: the writer's loop waits on its command channel and on one sleep until the engine's
+//! next deadline (`Engine::next_deadline`); when it passes, the engine gets the time
+//! (`Engine::handle_timeout`) and what it emits commits like any other batch.
 
+use crate::clock::now_ms;
 use crate::dispatch::Outgoing;
 use crate::error::ApiError;
 use crate::metrics as m;
-use crate::timers::{TimerHandle, now_ms};
 use crate::uniform::Directory;
-use keptn_engine::{Control, Effect, Engine, Input, Timer};
+use keptn_engine::{Control, Effect, Engine, Input, Millis};
 use keptn_spec::event_type::EventType;
 use keptn_spec::{KeptnEvent, Shipyard};
 use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
@@ -30,7 +34,8 @@ pub enum WriteCmd {
         received: Instant,
         reply: Option<oneshot::Sender<Result<(), ApiError>>>,
     },
-    Timer(Timer),
+    /// The engine's next deadline passed: fire what is due. Queued by the writer's own loop.
+    Deadline,
     Control {
         project: String,
         context: String,
@@ -128,7 +133,9 @@ pub struct Writer {
     store: Store,
     engine: Engine,
     engine_config: keptn_engine::Config,
-    timers: Option<TimerHandle>,
+    /// Deadlines wait until then after a failed commit, so a batch the database keeps refusing
+    /// does not spin.
+    deadlines_held_until: Millis,
     dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
     /// Decides at commit time whether an event needs an outbox row (it has push targets).
     directory: Directory,
@@ -146,7 +153,6 @@ pub struct Writer {
 #[derive(Default)]
 struct Produced {
     outgoing: Vec<Outgoing>,
-    timers: Vec<(i64, Timer)>,
     hops: Vec<Instant>,
     /// Per command: a project deletion, answered after the commit by the deletion itself.
     deletes: Vec<bool>,
@@ -208,7 +214,7 @@ impl Writer {
             store,
             engine,
             engine_config,
-            timers: None,
+            deadlines_held_until: 0,
             dispatch,
             directory,
             next_seq,
@@ -241,38 +247,38 @@ impl Writer {
         Ok(Engine::restore(config.clone(), shipyards, executions, markers))
     }
 
-    /// Starts the writer task; timers are armed for the restored state.
+    /// Starts the writer task. The restored engine already knows its deadlines.
     pub fn spawn(mut self) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<WriteCmd>(4096);
         let handle = WriterHandle { tx, health: self.health.subscribe() };
-        // Timers hold only a weak handle, so dropping the last API handle still stops the writer.
-        let timers = crate::timers::spawn(handle.tx.downgrade());
-        for (at, timer) in self.engine.timers() {
-            timers.arm(at, timer);
-        }
-        self.timers = Some(timers);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             loop {
-                let received = if *self.health.borrow() == Health::Ready {
-                    rx.recv_many(&mut batch, MAX_BATCH).await
-                } else {
-                    tokio::select! {
-                        n = rx.recv_many(&mut batch, MAX_BATCH) => n,
-                        _ = tokio::time::sleep(PROBE_EVERY) => {
-                            self.probe().await;
-                            continue;
+                let ready = *self.health.borrow() == Health::Ready;
+                // While commits fail, deadlines wait for the probe (they would fail alike).
+                let deadline = self.next_deadline().filter(|_| ready);
+                tokio::select! {
+                    received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                        if received == 0 {
+                            break;
                         }
                     }
-                };
-                if received == 0 {
-                    break;
+                    _ = sleep_until(deadline), if deadline.is_some() => batch.push(WriteCmd::Deadline),
+                    _ = tokio::time::sleep(PROBE_EVERY), if !ready => {
+                        self.probe().await;
+                        continue;
+                    }
                 }
                 m::writer_queue(batch.len(), rx.len());
                 self.run_batch(std::mem::take(&mut batch)).await;
             }
         });
         (handle, task)
+    }
+
+    /// When the loop next feeds the engine the time.
+    fn next_deadline(&self) -> Option<Millis> {
+        self.engine.next_deadline().map(|at| at.max(self.deadlines_held_until))
     }
 
     async fn run_batch(&mut self, mut batch: Vec<WriteCmd>) {
@@ -328,7 +334,7 @@ impl Writer {
         }
     }
 
-    /// After a commit: publish, arm timers, answer the callers.
+    /// After a commit: publish, answer the callers.
     fn committed(&mut self, mut produced: Produced, replies: &mut [Option<Reply>]) {
         self.health.send_if_modified(|h| std::mem::replace(h, Health::Ready) != Health::Ready);
         self.commits += 1;
@@ -345,11 +351,6 @@ impl Writer {
         for started in &produced.hops {
             m::task_hop(started.elapsed());
         }
-        if let Some(t) = &self.timers {
-            for (at, timer) in produced.timers.drain(..) {
-                t.arm(at, timer);
-            }
-        }
         for (reply, cmd_is_delete) in replies.iter_mut().zip(produced.deletes.iter()) {
             if !cmd_is_delete {
                 answer(reply, Ok(()));
@@ -360,21 +361,16 @@ impl Writer {
     /// After a failed commit: nothing of it happened, so the engine is reloaded from the store.
     async fn failed(&mut self, e: &StoreError) {
         tracing::error!(error = %e, "write transaction failed; reloading state from the store");
+        self.deadlines_held_until = now_ms() + PROBE_EVERY.as_millis() as Millis;
         if !e.is_data_error() {
             self.health.send_replace(Health::Failing { since_ms: now_ms(), reason: e.to_string() });
         }
         match Self::restore_engine(&self.store, &self.engine_config).await {
             Ok(engine) => {
                 self.engine = engine;
+                // The restored engine re-derives its deadlines, those the failed batch fired too.
                 for (project, commit) in &self.revisions {
                     self.engine.set_revision(project, commit);
-                }
-                // Timers armed in the failed batch were never armed; re-derive them all
-                // (a stale duplicate is ignored by the engine).
-                if let Some(t) = &self.timers {
-                    for (at, timer) in self.engine.timers() {
-                        t.arm(at, timer);
-                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not reload state"),
@@ -436,8 +432,8 @@ impl Writer {
                         out.hops.push(*received);
                     }
                 }
-                WriteCmd::Timer(timer) => {
-                    let effects = self.engine.handle(Input::Timer(timer.clone()), now, &mut new_id);
+                WriteCmd::Deadline => {
+                    let effects = self.engine.handle_timeout(now, &mut new_id);
                     self.apply_effects(&mut w, effects, 0, now, &mut out);
                 }
                 WriteCmd::Control { project, context, stage, action, .. } => {
@@ -503,7 +499,6 @@ impl Writer {
                     w.executions.insert(exec.id.clone(), *exec);
                 }
                 Effect::SavePauseMarkers(markers) => w.pause_markers = Some(markers),
-                Effect::ArmTimer { at, timer } => out.timers.push((at, timer)),
             }
         }
         hop
@@ -540,6 +535,13 @@ impl Writer {
         let last = (event.id.clone(), event.shkeptncontext.clone(), event.time.clone());
         w.last_events.insert((scope, event.ty.clone()), last);
     }
+}
+
+/// Sleeps until a wall-clock time (ms); a time already past is due now.
+async fn sleep_until(at: Option<Millis>) {
+    let Some(at) = at else { return std::future::pending().await };
+    let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await
 }
 
 /// Runs a database checkpoint whenever the writer asks for one; ends with the writer.
