@@ -14,8 +14,11 @@ mod events_out;
 mod host;
 mod ingest;
 mod metrics;
+mod registrations;
+mod repo;
 use keptn_outbound::http as outbound;
 mod serve;
+mod state;
 mod stream;
 mod timers;
 mod token;
@@ -204,7 +207,7 @@ pub async fn start_on(
         bus,
         http: http.clone(),
     };
-    let state = Arc::new(api::AppState {
+    let state = Arc::new(state::AppState {
         store: store.clone(),
         writer: writer_handle,
         catalog: RwLock::new(catalog),
@@ -219,14 +222,14 @@ pub async fn start_on(
         quality_gates: config.quality_gates.clone(),
         outbound: http,
     });
-    api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    registrations::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
     if let Some(url) = &config.nats_url {
         // Holds the app state like the built-ins: stopped with them, before the writer drains.
         builtin_tasks.push(bus::ingest::spawn(state.clone(), url.clone()));
     }
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
-    let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
+    let expiry_task = tokio::spawn(registrations::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
