@@ -202,7 +202,7 @@ pub async fn start_on(
     let http = outbound::Outbound::new(config.outbound.clone(), Duration::from_secs(30))?;
     let dispatcher = dispatch::Dispatcher {
         store: store.clone(),
-        writer: writer_handle.downgrade(),
+        delivered: writer_handle.delivery_reports(),
         directory: directory.clone(),
         bus,
         http: http.clone(),

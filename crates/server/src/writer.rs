@@ -90,6 +90,23 @@ impl WriterHandle {
         self.tx.downgrade()
     }
 
+    /// A sink for ids of delivered outbox events: they reach the writer in batches
+    /// (`WriteCmd::Delivered`). The batching task holds only a weak handle.
+    pub fn delivery_reports(&self) -> mpsc::UnboundedSender<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let writer = self.downgrade();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while rx.recv_many(&mut ids, 512).await > 0 {
+                let Some(writer) = writer.upgrade() else { return };
+                if writer.send(WriteCmd::Delivered(std::mem::take(&mut ids))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
+    }
+
     pub async fn send(&self, cmd: WriteCmd) -> Result<(), ApiError> {
         self.tx.send(cmd).await.map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
