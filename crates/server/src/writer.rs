@@ -8,7 +8,6 @@
 
 use crate::clock::now_ms;
 use crate::dispatch::Outgoing;
-use crate::error::ApiError;
 use crate::metrics as m;
 use crate::uniform::Directory;
 use keptn_engine::{Control, Effect, Engine, Input, Millis};
@@ -25,14 +24,74 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commits between SQLite checkpoints (taken off the writer's path by a helper task).
 const CHECKPOINT_EVERY: u64 = 100;
 
-type Reply = oneshot::Sender<Result<(), ApiError>>;
+type Reply = oneshot::Sender<Result<(), WriteError>>;
+
+/// Why a write command failed. The writer knows nothing of HTTP: the API turns this into its
+/// status (`impl From<WriteError> for ApiError`, in `error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    pub kind: WriteErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteErrorKind {
+    /// The database refused a value of this command; nothing was stored. Retrying won't help.
+    Refused,
+    /// The thing to change does not exist (a project deletion).
+    NotFound,
+    Conflict,
+    /// Storage is failing or the server is stopping; nothing was changed. Retry later.
+    Unavailable,
+}
+
+impl WriteError {
+    fn new(kind: WriteErrorKind, message: impl Into<String>) -> WriteError {
+        WriteError { kind, message: message.into() }
+    }
+
+    fn stopping() -> WriteError {
+        WriteError::new(WriteErrorKind::Unavailable, "the server is shutting down")
+    }
+
+    /// What a caller of a failed commit hears: its value refused, or storage failing.
+    fn commit(e: &StoreError) -> WriteError {
+        if e.is_data_error() {
+            let message = format!("the database refused a value of this request, nothing was stored: {e}");
+            WriteError::new(WriteErrorKind::Refused, message)
+        } else {
+            WriteError::new(WriteErrorKind::Unavailable, format!("storing failed, nothing was changed; retry ({e})"))
+        }
+    }
+
+    /// A store call outside a batch (a project deletion).
+    fn store(e: StoreError) -> WriteError {
+        match e {
+            StoreError::NotFound(m) => WriteError::new(WriteErrorKind::NotFound, m),
+            StoreError::Conflict(m) => WriteError::new(WriteErrorKind::Conflict, m),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                WriteError::new(
+                    WriteErrorKind::Unavailable,
+                    format!("the server's storage failed; retry later ({other})"),
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 pub enum WriteCmd {
     /// Store an event (from the API or the control plane itself) and run it through the engine.
     Ingest {
         event: Box<KeptnEvent>,
         received: Instant,
-        reply: Option<oneshot::Sender<Result<(), ApiError>>>,
+        reply: Option<Reply>,
     },
     /// The engine's next deadline passed: fire what is due. Queued by the writer's own loop.
     Deadline,
@@ -107,18 +166,18 @@ impl WriterHandle {
         tx
     }
 
-    pub async fn send(&self, cmd: WriteCmd) -> Result<(), ApiError> {
-        self.tx.send(cmd).await.map_err(|_| ApiError::unavailable("the server is shutting down"))
+    pub async fn send(&self, cmd: WriteCmd) -> Result<(), WriteError> {
+        self.tx.send(cmd).await.map_err(|_| WriteError::stopping())
     }
 
-    async fn ask(&self, cmd: impl FnOnce(oneshot::Sender<Result<(), ApiError>>) -> WriteCmd) -> Result<(), ApiError> {
+    async fn ask(&self, cmd: impl FnOnce(Reply) -> WriteCmd) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.send(cmd(reply)).await?;
-        rx.await.map_err(|_| ApiError::unavailable("the server is shutting down"))?
+        rx.await.map_err(|_| WriteError::stopping())?
     }
 
     /// Stores the event durably and runs it; returns once committed.
-    pub async fn ingest(&self, event: KeptnEvent) -> Result<(), ApiError> {
+    pub async fn ingest(&self, event: KeptnEvent) -> Result<(), WriteError> {
         let received = Instant::now();
         self.ask(|reply| WriteCmd::Ingest { event: Box::new(event), received, reply: Some(reply) }).await
     }
@@ -129,19 +188,19 @@ impl WriterHandle {
         context: String,
         stage: Option<String>,
         action: Control,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), WriteError> {
         self.ask(|reply| WriteCmd::Control { project, context, stage, action, reply: Some(reply) }).await
     }
 
-    pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), ApiError> {
+    pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), WriteError> {
         self.send(WriteCmd::SetShipyard { project, shipyard }).await
     }
 
-    pub async fn set_revision(&self, project: String, commit: String) -> Result<(), ApiError> {
+    pub async fn set_revision(&self, project: String, commit: String) -> Result<(), WriteError> {
         self.send(WriteCmd::SetRevision { project, commit }).await
     }
 
-    pub async fn delete_project(&self, project: String) -> Result<(), ApiError> {
+    pub async fn delete_project(&self, project: String) -> Result<(), WriteError> {
         self.ask(|reply| WriteCmd::DeleteProject { project, reply: Some(reply) }).await
     }
 }
@@ -184,7 +243,7 @@ pub enum Health {
     Failing { since_ms: i64, reason: String },
 }
 
-fn answer(reply: &mut Option<Reply>, result: Result<(), ApiError>) {
+fn answer(reply: &mut Option<Reply>, result: Result<(), WriteError>) {
     if let Some(r) = reply.take() {
         let _ = r.send(result);
     }
@@ -194,16 +253,7 @@ fn answer(reply: &mut Option<Reply>, result: Result<(), ApiError>) {
 /// deletion, which runs after the batch either way.
 fn fail(cmd: &WriteCmd, reply: &mut Option<Reply>, e: &StoreError) {
     if !matches!(cmd, WriteCmd::DeleteProject { .. }) {
-        answer(reply, Err(commit_error(e)));
-    }
-}
-
-/// What a caller of a failed commit hears: its value refused (400), or storage failing (503).
-fn commit_error(e: &StoreError) -> ApiError {
-    if e.is_data_error() {
-        ApiError::bad_request(format!("the database refused a value of this request, nothing was stored: {e}"))
-    } else {
-        ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))
+        answer(reply, Err(WriteError::commit(e)));
     }
 }
 
@@ -317,7 +367,7 @@ impl Writer {
         }
         for (i, cmd) in batch.iter().enumerate() {
             if let WriteCmd::DeleteProject { project, .. } = cmd {
-                let result = self.store.delete_project(project).await.map_err(ApiError::from);
+                let result = self.store.delete_project(project).await.map_err(WriteError::store);
                 self.engine.remove_project(project);
                 self.revisions.remove(project);
                 answer(&mut replies[i], result);
@@ -658,7 +708,7 @@ mod tests {
             let got = rx.await.expect("every caller is answered");
             if i == 4 {
                 let e = got.expect_err("the oversized event fails");
-                assert_eq!(e.status, 400, "{}", e.message);
+                assert_eq!(e.kind, WriteErrorKind::Refused, "{}", e.message);
                 assert!(store.get_event(&id).await.unwrap().is_none());
             } else {
                 assert!(got.is_ok(), "event {i}: {got:?}");
