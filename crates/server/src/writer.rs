@@ -330,7 +330,14 @@ impl Writer {
                             break;
                         }
                     }
-                    _ = sleep_until(deadline), if deadline.is_some() => batch.push(WriteCmd::Deadline),
+                    _ = sleep_until(deadline), if deadline.is_some() => {
+                        // The sleep runs on the monotonic clock, deadlines on the wall clock; if
+                        // the wall clock lags (slewing), sleep the rest instead of an empty commit.
+                        if deadline.is_some_and(|at| at > now_ms()) {
+                            continue;
+                        }
+                        batch.push(WriteCmd::Deadline);
+                    }
                     _ = tokio::time::sleep(PROBE_EVERY), if !ready => {
                         self.probe().await;
                         continue;
