@@ -1054,6 +1054,35 @@ fn run_timer_of_a_finished_task_does_nothing() {
     assert!(types(&d.fire_due_timers(T0 + 24 * 60 * MINUTE)).iter().all(|t| !t.starts_with("dev.")));
 }
 
+/// The caller sleeps until `next_deadline` and nothing else: a timer the state no longer needs
+/// (an answered task's start timeout, a finished task's run timeout) never wakes it.
+#[test]
+fn next_deadline_follows_the_live_timers_only() {
+    let mut d = Driver::new(TIMEOUTS);
+    d.trigger("dev", "delivery", "carts");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 10 * MINUTE), "deployment: start timeout");
+    d.run_task(&d.last("deployment.triggered"), "pass");
+    let test = d.last("test.triggered");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 10 * MINUTE), "test: start timeout, then run timeout");
+    d.start(&test, "jmeter-service");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 30 * MINUTE), "answered: only the run timeout is left");
+    assert!(d.fire_due_timers(T0 + 10 * MINUTE).is_empty(), "the start timeout is gone, not ignored later");
+    d.finish(&test, "jmeter-service", "pass", json!({})); // at +10m
+    assert_eq!(
+        d.engine.next_deadline(),
+        Some(T0 + 30 * MINUTE),
+        "test's run timeout gone; evaluation due at +20m (triggeredAfter), its start timeout at +30m"
+    );
+    d.set_now(T0 + 20 * MINUTE);
+    d.run_task(&d.last("evaluation.triggered"), "pass");
+    let staging = d.last("deployment.triggered");
+    assert_eq!(staging.stage(), "staging");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 30 * MINUTE), "the chained staging sequence's start timeout");
+    d.run_task(&staging, "pass");
+    assert_eq!(d.engine.next_deadline(), None, "nothing left to wait for");
+    assert!(d.fire_due_timers(T0 + 24 * 60 * MINUTE).is_empty());
+}
+
 #[test]
 fn triggered_after_delays_delivery_and_timers() {
     let mut d = Driver::new(TIMEOUTS);
