@@ -1,8 +1,12 @@
 //! The sequence engine: a pure state machine (sans-I/O).
 //!
 //! `Engine::handle(input, now, ids)` takes an incoming event, a fired timer or a control
-//! command and returns effects (events to emit, executions to save, timers to arm). It never
-//! touches a clock, a socket or a database; the server turns effects into one transaction.
+//! command and returns effects (events to emit, executions to save). It never touches a clock,
+//! a socket or a database; the server turns effects into one transaction.
+//!
+//! Time works as in quinn-proto's `Connection`: the engine keeps its own deadlines (task start
+//! and run timeouts), `next_deadline()` says when it next needs the time, and
+//! `handle_timeout(now, ids)` fires what is due by then. The caller owns the one sleep.
 //!
 //! Callers deliver each event at most once (the store rejects duplicate event ids); answers
 //! repeated within one task are ignored here as well.
@@ -69,10 +73,6 @@ pub enum Effect {
     },
     Save(Box<Execution>),
     SavePauseMarkers(Vec<PauseMarker>),
-    ArmTimer {
-        at: Millis,
-        timer: Timer,
-    },
 }
 
 /// All live state of the control plane's sequences. Finished executions are saved and dropped.
@@ -88,6 +88,11 @@ pub struct Engine {
     by_task: HashMap<String, String>,
     lanes: HashMap<Lane, Vec<String>>,
     markers: BTreeSet<PauseMarker>,
+    /// The live timers, by due time: exactly `timers()`, kept in step after every change so
+    /// `next_deadline` is a lookup and a stale timer never wakes the caller.
+    deadlines: BTreeSet<(Millis, Timer)>,
+    /// execution id → its entries in `deadlines` (to drop them when the execution changes).
+    armed: HashMap<String, Vec<(Millis, Timer)>>,
 }
 
 /// One call's scratch: effects and executions touched.
@@ -126,7 +131,9 @@ impl Engine {
         executions.sort_by(|a, b| (a.triggered_at, &a.id).cmp(&(b.triggered_at, &b.id)));
         for exec in executions {
             engine.index(&exec);
-            engine.executions.insert(exec.id.clone(), exec);
+            let id = exec.id.clone();
+            engine.executions.insert(id.clone(), exec);
+            engine.rearm(&id);
         }
         engine
     }
@@ -148,6 +155,7 @@ impl Engine {
             if let Some(exec) = self.executions.remove(&id) {
                 self.unindex(&exec);
             }
+            self.rearm(&id);
         }
     }
 
@@ -164,7 +172,24 @@ impl Engine {
         self.executions.values()
     }
 
-    /// Timers that must be armed for the current state (after a restart).
+    /// When the engine next needs `handle_timeout`: the earliest live deadline, if any.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Fires every timer due at `now`, earliest first, and returns what they caused. Timers a
+    /// fired one arms (a chained sequence's first task) wait for the next call, even if due.
+    pub fn handle_timeout(&mut self, now: Millis, ids: &mut dyn FnMut() -> String) -> Vec<Effect> {
+        let due: Vec<Timer> = self.deadlines.iter().take_while(|(at, _)| *at <= now).map(|(_, t)| t.clone()).collect();
+        let mut effects = Vec::new();
+        for timer in due {
+            effects.extend(self.handle(Input::Timer(timer), now, ids));
+        }
+        effects
+    }
+
+    /// The timers the current state needs, derived from the executions (what `next_deadline`
+    /// draws from).
     pub fn timers(&self) -> Vec<(Millis, Timer)> {
         let mut out = Vec::new();
         for exec in self.executions.values() {
@@ -185,6 +210,20 @@ impl Engine {
             out.push((cur.due_at + run, timer(TimerKind::Run)));
         }
         out
+    }
+
+    /// Replaces the execution's entries in `deadlines` with what its current state needs.
+    fn rearm(&mut self, exec_id: &str) {
+        for entry in self.armed.remove(exec_id).unwrap_or_default() {
+            self.deadlines.remove(&entry);
+        }
+        let Some(exec) = self.executions.get(exec_id) else { return };
+        let Some(cur) = &exec.current else { return };
+        let entries = self.task_timers(exec, cur);
+        if !entries.is_empty() {
+            self.deadlines.extend(entries.iter().cloned());
+            self.armed.insert(exec_id.to_string(), entries);
+        }
     }
 
     fn index(&mut self, exec: &Execution) {
@@ -227,6 +266,7 @@ impl Engine {
                     self.unindex(&exec);
                 }
             }
+            self.rearm(&id);
         }
         effects
     }
@@ -413,10 +453,6 @@ impl Engine {
         };
         exec.last_event = Some(EventRef { ty: event.ty.clone(), id: id.clone(), time: event.time.clone() });
         step.effects.push(Effect::Emit { event, deliver_at: due_at, open: true });
-        let exec = &self.executions[exec_id];
-        for (at, timer) in self.task_timers(exec, &cur) {
-            step.effects.push(Effect::ArmTimer { at, timer });
-        }
         self.by_task.insert(id, exec_id.to_string());
         self.executions.get_mut(exec_id).expect("exists").current = Some(cur);
     }

@@ -153,7 +153,7 @@ impl PauseMarker {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TimerKind {
     /// Nobody answered the task within the start timeout.
     Start,
@@ -161,7 +161,9 @@ pub enum TimerKind {
     Run,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A deadline of one task. Ordered by execution, task and kind, so timers due at the same
+/// millisecond fire in a fixed order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Timer {
     pub execution: String,
     pub triggered_id: String,

@@ -150,7 +150,7 @@ fn simulate(model: &Model, restart_before: Option<usize>) -> Result<Outcome, Tes
         let live: Vec<usize> = (0..queues.len()).filter(|&i| !queues[i].is_empty()).collect();
         let fx = if live.is_empty() {
             // Nothing left to deliver: let time pass to the next timer.
-            let Some(at) = d.timers.iter().map(|(at, _)| *at).min() else {
+            let Some(at) = d.engine.next_deadline() else {
                 break;
             };
             d.fire_due_timers(at.max(d.now))

@@ -832,7 +832,7 @@ fn pause_holds_the_next_task_and_resume_sends_it() {
     let test = d.last_in(&c1, "test.triggered");
     assert_eq!(test.data["result"], "pass");
     assert_eq!(test.data["test"]["teststrategy"], "functional");
-    assert!(fx.iter().any(|f| matches!(f, Effect::ArmTimer { timer, .. } if timer.triggered_id == test.id)));
+    assert!(d.timers().iter().any(|(_, timer)| timer.triggered_id == test.id), "the resumed task's timers are armed");
     let fx = d.run_task(&test, "pass");
     assert_eq!(types(&fx), ["dev.delivery.finished", "staging.delivery.triggered", "deployment.triggered"]);
 }
@@ -964,22 +964,20 @@ spec:
             - name: deployment
 "#;
 
-fn timers_of(fx: &[Effect]) -> Vec<(i64, TimerKind)> {
-    fx.iter()
-        .filter_map(|f| match f {
-            Effect::ArmTimer { at, timer } => Some((*at, timer.kind)),
-            _ => None,
-        })
-        .collect()
+/// The live timers of one task, by its `.triggered` id.
+fn timers_of(d: &Driver, triggered_id: &str) -> Vec<(i64, TimerKind)> {
+    d.timers().iter().filter(|(_, t)| t.triggered_id == triggered_id).map(|(at, t)| (*at, t.kind)).collect()
 }
 
 #[test]
 fn start_timeout_ends_the_sequence_errored() {
     let mut d = Driver::new(TIMEOUTS);
     let trig = d.trigger("dev", "delivery", "carts");
-    assert_eq!(d.timers.len(), 1);
-    assert_eq!(d.timers[0].0, T0 + 10 * MINUTE);
-    assert_eq!(d.timers[0].1.kind, TimerKind::Start);
+    let timers = d.timers();
+    assert_eq!(timers.len(), 1);
+    assert_eq!(timers[0].0, T0 + 10 * MINUTE);
+    assert_eq!(timers[0].1.kind, TimerKind::Start);
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 10 * MINUTE));
     let dep = d.last("deployment.triggered");
 
     assert!(d.fire_due_timers(T0 + 10 * MINUTE - 1).is_empty());
@@ -1027,8 +1025,7 @@ fn run_timeout_from_the_task_property() {
     d.set_now(t1);
     // (deployment finished at T0; the test .triggered went out then)
     let test = d.last("test.triggered");
-    let armed: Vec<_> =
-        d.timers.iter().filter(|(_, t)| t.triggered_id == test.id).map(|(at, t)| (*at, t.kind)).collect();
+    let armed = timers_of(&d, &test.id);
     assert_eq!(armed, [(T0 + 10 * MINUTE, TimerKind::Start), (T0 + 30 * MINUTE, TimerKind::Run)]);
     d.start(&test, "jmeter-service");
     assert!(d.fire_due_timers(T0 + 30 * MINUTE - 1).is_empty());
@@ -1057,6 +1054,35 @@ fn run_timer_of_a_finished_task_does_nothing() {
     assert!(types(&d.fire_due_timers(T0 + 24 * 60 * MINUTE)).iter().all(|t| !t.starts_with("dev.")));
 }
 
+/// The caller sleeps until `next_deadline` and nothing else: a timer the state no longer needs
+/// (an answered task's start timeout, a finished task's run timeout) never wakes it.
+#[test]
+fn next_deadline_follows_the_live_timers_only() {
+    let mut d = Driver::new(TIMEOUTS);
+    d.trigger("dev", "delivery", "carts");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 10 * MINUTE), "deployment: start timeout");
+    d.run_task(&d.last("deployment.triggered"), "pass");
+    let test = d.last("test.triggered");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 10 * MINUTE), "test: start timeout, then run timeout");
+    d.start(&test, "jmeter-service");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 30 * MINUTE), "answered: only the run timeout is left");
+    assert!(d.fire_due_timers(T0 + 10 * MINUTE).is_empty(), "the start timeout is gone, not ignored later");
+    d.finish(&test, "jmeter-service", "pass", json!({})); // at +10m
+    assert_eq!(
+        d.engine.next_deadline(),
+        Some(T0 + 30 * MINUTE),
+        "test's run timeout gone; evaluation due at +20m (triggeredAfter), its start timeout at +30m"
+    );
+    d.set_now(T0 + 20 * MINUTE);
+    d.run_task(&d.last("evaluation.triggered"), "pass");
+    let staging = d.last("deployment.triggered");
+    assert_eq!(staging.stage(), "staging");
+    assert_eq!(d.engine.next_deadline(), Some(T0 + 30 * MINUTE), "the chained staging sequence's start timeout");
+    d.run_task(&staging, "pass");
+    assert_eq!(d.engine.next_deadline(), None, "nothing left to wait for");
+    assert!(d.fire_due_timers(T0 + 24 * 60 * MINUTE).is_empty());
+}
+
 #[test]
 fn triggered_after_delays_delivery_and_timers() {
     let mut d = Driver::new(TIMEOUTS);
@@ -1073,7 +1099,7 @@ fn triggered_after_delays_delivery_and_timers() {
     assert!(*open);
     assert_eq!(event.time, keptn_engine::format_time(t1 + 10 * MINUTE), "time is the scheduled time");
     assert_eq!(
-        timers_of(&fx),
+        timers_of(&d, &event.id),
         [(t1 + 20 * MINUTE, TimerKind::Start), (t1 + 70 * MINUTE, TimerKind::Run)],
         "timers count from the scheduled time"
     );
@@ -1272,18 +1298,12 @@ fn restore_rederives_timers() {
     for i in 0..12 {
         restore_step(&mut d, i);
     }
-    let mut live: Vec<_> = d.engine.timers();
-    live.sort_by_key(timer_key);
-    let mut before = live.clone();
+    let before = d.timers();
+    let deadline = d.engine.next_deadline();
+    assert!(!before.is_empty(), "the script leaves tasks with timers");
     d.restart();
-    let mut after = d.engine.timers();
-    after.sort_by_key(timer_key);
-    assert_eq!(after, before);
-    // Every re-derived timer was armed before with the same due time.
-    before.retain(|t| {
-        d.effects.iter().any(|f| matches!(f, Effect::ArmTimer { at, timer } if (*at, timer) == (t.0, &t.1)))
-    });
-    assert_eq!(before, live);
+    assert_eq!(d.timers(), before, "the restored engine needs the same timers");
+    assert_eq!(d.engine.next_deadline(), deadline, "and wakes its caller at the same time");
     // And the restored engine has the same live executions.
     let mut a: Vec<_> = d.engine.executions().cloned().collect();
     a.sort_by(|x, y| x.id.cmp(&y.id));

@@ -2,15 +2,36 @@
 //! moves (a write through the API, or a change fetched from the upstream) the engine learns the
 //! new revision, and a changed `shipyard.yaml` becomes the project's shipyard.
 
-use crate::api::{AppState, repo};
 use crate::catalog::Catalog;
 use crate::error::ApiResult;
+use crate::repo::repo;
+use crate::state::AppState;
 use crate::timers::now_ms;
 use keptn_configrepo::{ConfigRepo, Scope};
 use keptn_spec::Shipyard;
 use std::sync::Arc;
 
 pub const SHIPYARD: &str = "shipyard.yaml";
+
+/// Runs a configuration-repository call that changes `project`, then tells the engine the
+/// project's new revision (sequences triggered without a `gitcommitid` are pinned to it) and
+/// applies a changed `shipyard.yaml`.
+pub async fn repo_write<T, F>(state: &AppState, project: &str, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&ConfigRepo) -> keptn_configrepo::Result<T> + Send + 'static,
+{
+    let name = project.to_string();
+    let (out, head) = repo(state, move |r| {
+        let out = f(r)?;
+        Ok((out, r.head(&name).ok()))
+    })
+    .await?;
+    if let Some(head) = head {
+        after_head_change(state, project, head).await?;
+    }
+    Ok(out)
+}
 
 /// Checks a shipyard written to the repository: valid, and with the project's stages (keptn
 /// forbids adding, removing or renaming stages after a project is created).

@@ -5,7 +5,6 @@
 
 use crate::outbound;
 use crate::uniform::Directory;
-use crate::writer::WriteCmd;
 use keptn_spec::KeptnEvent;
 use keptn_store::Store;
 use serde_json::json;
@@ -28,9 +27,10 @@ const ATTEMPTS: u32 = 6;
 
 pub struct Dispatcher {
     pub store: Store,
-    /// Delivered events are removed from the outbox by the writer, in its next transaction, so
-    /// the dispatcher never competes with it for the database's write lock.
-    pub writer: mpsc::WeakSender<WriteCmd>,
+    /// Ids of delivered outbox events. The writer removes them from the outbox in its next
+    /// transaction (`WriterHandle::delivery_reports`), so the dispatcher never competes with it
+    /// for the database's write lock, and it does not know the writer.
+    pub delivered: mpsc::UnboundedSender<String>,
     pub directory: Directory,
     pub bus: broadcast::Sender<Arc<KeptnEvent>>,
     pub http: crate::outbound::Outbound,
@@ -39,8 +39,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Runs until the sender side closes. Events still in the outbox at start are sent first.
     pub fn spawn(self, mut rx: mpsc::UnboundedReceiver<Vec<Outgoing>>) -> tokio::task::JoinHandle<()> {
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(report_delivered(self.writer.clone(), done_rx));
+        let done_tx = self.delivered.clone();
         tokio::spawn(async move {
             let me = Arc::new(self);
             let mut delayed: BTreeMap<(i64, u64), Outgoing> = BTreeMap::new();
@@ -176,17 +175,6 @@ impl Dispatcher {
         let row = (uuid::Uuid::new_v4().to_string(), integration.to_string(), now, entry);
         if let Err(e) = self.store.insert_logs(&[row]).await {
             tracing::error!(integration, error = %e, "could not record the failed push delivery");
-        }
-    }
-}
-
-/// Hands delivered event ids to the writer in batches.
-async fn report_delivered(writer: mpsc::WeakSender<WriteCmd>, mut rx: mpsc::UnboundedReceiver<String>) {
-    let mut ids = Vec::new();
-    while rx.recv_many(&mut ids, 512).await > 0 {
-        let Some(writer) = writer.upgrade() else { return };
-        if writer.send(WriteCmd::Delivered(std::mem::take(&mut ids))).await.is_err() {
-            return;
         }
     }
 }

@@ -55,6 +55,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The writer's failures at the HTTP edge: a refused value is the client's (400), a failing
+/// store or a stopping server is ours (503).
+impl From<crate::writer::WriteError> for ApiError {
+    fn from(e: crate::writer::WriteError) -> ApiError {
+        use crate::writer::WriteErrorKind as K;
+        let status = match e.kind {
+            K::Refused => StatusCode::BAD_REQUEST,
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::Conflict => StatusCode::CONFLICT,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.message)
+    }
+}
+
 impl From<keptn_configrepo::Error> for ApiError {
     fn from(e: keptn_configrepo::Error) -> ApiError {
         if e.is_not_found() {

@@ -2,9 +2,9 @@
 //! hand their events to `ingest`, which checks them the same way, fills keptn's envelope
 //! defaults and runs them through the writer. Nothing else creates incoming events.
 
-use crate::api::Shared;
 use crate::body::no_nul;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 use crate::timers::now_ms;
 use keptn_engine::format_time;
 use keptn_spec::KeptnEvent;

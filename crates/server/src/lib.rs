@@ -1,10 +1,12 @@
-//! keptn's control plane in one process: HTTP API, engine writer, timers and dispatcher.
+//! keptn's control plane in one process: HTTP API, engine writer (which owns the engine's time)
+//! and dispatcher.
 
 mod api;
 mod body;
 mod builtin;
 mod bus;
 mod catalog;
+mod clock;
 mod config_sync;
 mod dispatch;
 mod error;
@@ -13,8 +15,11 @@ mod host;
 mod ingest;
 mod inprocess;
 mod metrics;
+mod registrations;
+mod repo;
 use keptn_outbound::http as outbound;
 mod serve;
+mod state;
 mod stream;
 mod timers;
 mod token;
@@ -198,7 +203,7 @@ pub async fn start_on(
     .context("configuration repository backfill panicked")??;
     for (project, shipyard, yaml) in from_git {
         tracing::info!(project = %project, "taking the shipyard from the project's repository");
-        store.update_project_shipyard(&project, &yaml, timers::now_ms()).await?;
+        store.update_project_shipyard(&project, &yaml, clock::now_ms()).await?;
         if let Some(p) = catalog.projects.get_mut(&project) {
             p.shipyard = shipyard;
             p.shipyard_yaml = yaml;
@@ -219,7 +224,7 @@ pub async fn start_on(
     let http = outbound::Outbound::new(config.outbound.clone(), Duration::from_secs(30))?;
     let dispatcher = dispatch::Dispatcher {
         store: store.clone(),
-        writer: writer_handle.downgrade(),
+        delivered: writer_handle.delivery_reports(),
         directory: directory.clone(),
         bus,
         http: http.clone(),
@@ -228,7 +233,7 @@ pub async fn start_on(
     // Subscribed before anything is served, so no committed event is missed.
     let stream_task =
         stream::shell::spawn(store.clone(), directory.clone(), dispatcher.bus.subscribe(), stream_commands);
-    let state = Arc::new(api::AppState {
+    let state = Arc::new(state::AppState {
         store: store.clone(),
         writer: writer_handle,
         catalog: RwLock::new(catalog),
@@ -244,7 +249,7 @@ pub async fn start_on(
         outbound: http,
         stream,
     });
-    api::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    registrations::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
     let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
     // Aborted with the built-ins at shutdown (they hold the app state too).
     builtin_tasks.extend(inprocess::start(&state, &dispatcher.bus, config.extra_integrations.0.clone()).await);
@@ -257,7 +262,7 @@ pub async fn start_on(
     let stream_stop = stream_task.abort_handle();
     builtin_tasks.push(stream_task);
     let dispatcher_task = dispatcher.spawn(dispatch_rx);
-    let expiry_task = tokio::spawn(api::expire_integrations(state.clone()));
+    let expiry_task = tokio::spawn(registrations::expire_integrations(state.clone()));
     let app = api::router(state.clone(), config.max_body_bytes);
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

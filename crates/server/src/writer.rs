@@ -1,13 +1,16 @@
-//! The single writer: owns the engine, turns each batch of inputs into one database
-//! transaction (incoming events, state changes and outgoing events commit together), then
-//! hands committed events to the dispatcher and arms timers. Group commit gives throughput.
+//! The single writer: owns the engine and its time, turns each batch of inputs into one
+//! database transaction (incoming events, state changes and outgoing events commit together),
+//! then hands committed events to the dispatcher. Group commit gives throughput.
+//!
+//! Time: the writer's loop waits on its command channel and on one sleep until the engine's
+//! next deadline (`Engine::next_deadline`); when it passes, the engine gets the time
+//! (`Engine::handle_timeout`) and what it emits commits like any other batch.
 
+use crate::clock::now_ms;
 use crate::dispatch::Outgoing;
-use crate::error::ApiError;
 use crate::metrics as m;
-use crate::timers::{TimerHandle, now_ms};
 use crate::uniform::Directory;
-use keptn_engine::{Control, Effect, Engine, Input, Timer};
+use keptn_engine::{Control, Effect, Engine, Input, Millis};
 use keptn_spec::event_type::EventType;
 use keptn_spec::{KeptnEvent, Shipyard};
 use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
@@ -21,16 +24,77 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commits between SQLite checkpoints (taken off the writer's path by a helper task).
 const CHECKPOINT_EVERY: u64 = 100;
 
-type Reply = oneshot::Sender<Result<(), ApiError>>;
+type Reply = oneshot::Sender<Result<(), WriteError>>;
+
+/// Why a write command failed. The writer knows nothing of HTTP: the API turns this into its
+/// status (`impl From<WriteError> for ApiError`, in `error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    pub kind: WriteErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteErrorKind {
+    /// The database refused a value of this command; nothing was stored. Retrying won't help.
+    Refused,
+    /// The thing to change does not exist (a project deletion).
+    NotFound,
+    Conflict,
+    /// Storage is failing or the server is stopping; nothing was changed. Retry later.
+    Unavailable,
+}
+
+impl WriteError {
+    fn new(kind: WriteErrorKind, message: impl Into<String>) -> WriteError {
+        WriteError { kind, message: message.into() }
+    }
+
+    fn stopping() -> WriteError {
+        WriteError::new(WriteErrorKind::Unavailable, "the server is shutting down")
+    }
+
+    /// What a caller of a failed commit hears: its value refused, or storage failing.
+    fn commit(e: &StoreError) -> WriteError {
+        if e.is_data_error() {
+            let message = format!("the database refused a value of this request, nothing was stored: {e}");
+            WriteError::new(WriteErrorKind::Refused, message)
+        } else {
+            WriteError::new(WriteErrorKind::Unavailable, format!("storing failed, nothing was changed; retry ({e})"))
+        }
+    }
+
+    /// A store call outside a batch (a project deletion).
+    fn store(e: StoreError) -> WriteError {
+        match e {
+            StoreError::NotFound(m) => WriteError::new(WriteErrorKind::NotFound, m),
+            StoreError::Conflict(m) => WriteError::new(WriteErrorKind::Conflict, m),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                WriteError::new(
+                    WriteErrorKind::Unavailable,
+                    format!("the server's storage failed; retry later ({other})"),
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 pub enum WriteCmd {
     /// Store an event (from the API or the control plane itself) and run it through the engine.
     Ingest {
         event: Box<KeptnEvent>,
         received: Instant,
-        reply: Option<oneshot::Sender<Result<(), ApiError>>>,
+        reply: Option<Reply>,
     },
-    Timer(Timer),
+    /// The engine's next deadline passed: fire what is due. Queued by the writer's own loop.
+    Deadline,
     Control {
         project: String,
         context: String,
@@ -85,18 +149,35 @@ impl WriterHandle {
         self.tx.downgrade()
     }
 
-    pub async fn send(&self, cmd: WriteCmd) -> Result<(), ApiError> {
-        self.tx.send(cmd).await.map_err(|_| ApiError::unavailable("the server is shutting down"))
+    /// A sink for ids of delivered outbox events: they reach the writer in batches
+    /// (`WriteCmd::Delivered`). The batching task holds only a weak handle.
+    pub fn delivery_reports(&self) -> mpsc::UnboundedSender<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let writer = self.downgrade();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while rx.recv_many(&mut ids, 512).await > 0 {
+                let Some(writer) = writer.upgrade() else { return };
+                if writer.send(WriteCmd::Delivered(std::mem::take(&mut ids))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
     }
 
-    async fn ask(&self, cmd: impl FnOnce(oneshot::Sender<Result<(), ApiError>>) -> WriteCmd) -> Result<(), ApiError> {
+    pub async fn send(&self, cmd: WriteCmd) -> Result<(), WriteError> {
+        self.tx.send(cmd).await.map_err(|_| WriteError::stopping())
+    }
+
+    async fn ask(&self, cmd: impl FnOnce(Reply) -> WriteCmd) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.send(cmd(reply)).await?;
-        rx.await.map_err(|_| ApiError::unavailable("the server is shutting down"))?
+        rx.await.map_err(|_| WriteError::stopping())?
     }
 
     /// Stores the event durably and runs it; returns once committed.
-    pub async fn ingest(&self, event: KeptnEvent) -> Result<(), ApiError> {
+    pub async fn ingest(&self, event: KeptnEvent) -> Result<(), WriteError> {
         let received = Instant::now();
         self.ask(|reply| WriteCmd::Ingest { event: Box::new(event), received, reply: Some(reply) }).await
     }
@@ -107,19 +188,19 @@ impl WriterHandle {
         context: String,
         stage: Option<String>,
         action: Control,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), WriteError> {
         self.ask(|reply| WriteCmd::Control { project, context, stage, action, reply: Some(reply) }).await
     }
 
-    pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), ApiError> {
+    pub async fn set_shipyard(&self, project: String, shipyard: Shipyard) -> Result<(), WriteError> {
         self.send(WriteCmd::SetShipyard { project, shipyard }).await
     }
 
-    pub async fn set_revision(&self, project: String, commit: String) -> Result<(), ApiError> {
+    pub async fn set_revision(&self, project: String, commit: String) -> Result<(), WriteError> {
         self.send(WriteCmd::SetRevision { project, commit }).await
     }
 
-    pub async fn delete_project(&self, project: String) -> Result<(), ApiError> {
+    pub async fn delete_project(&self, project: String) -> Result<(), WriteError> {
         self.ask(|reply| WriteCmd::DeleteProject { project, reply: Some(reply) }).await
     }
 }
@@ -128,7 +209,9 @@ pub struct Writer {
     store: Store,
     engine: Engine,
     engine_config: keptn_engine::Config,
-    timers: Option<TimerHandle>,
+    /// Deadlines wait until then after a failed commit, so a batch the database keeps refusing
+    /// does not spin.
+    deadlines_held_until: Millis,
     dispatch: mpsc::UnboundedSender<Vec<Outgoing>>,
     /// Decides at commit time whether an event needs an outbox row (it has push targets).
     directory: Directory,
@@ -146,7 +229,6 @@ pub struct Writer {
 #[derive(Default)]
 struct Produced {
     outgoing: Vec<Outgoing>,
-    timers: Vec<(i64, Timer)>,
     hops: Vec<Instant>,
     /// Per command: a project deletion, answered after the commit by the deletion itself.
     deletes: Vec<bool>,
@@ -161,7 +243,7 @@ pub enum Health {
     Failing { since_ms: i64, reason: String },
 }
 
-fn answer(reply: &mut Option<Reply>, result: Result<(), ApiError>) {
+fn answer(reply: &mut Option<Reply>, result: Result<(), WriteError>) {
     if let Some(r) = reply.take() {
         let _ = r.send(result);
     }
@@ -171,16 +253,7 @@ fn answer(reply: &mut Option<Reply>, result: Result<(), ApiError>) {
 /// deletion, which runs after the batch either way.
 fn fail(cmd: &WriteCmd, reply: &mut Option<Reply>, e: &StoreError) {
     if !matches!(cmd, WriteCmd::DeleteProject { .. }) {
-        answer(reply, Err(commit_error(e)));
-    }
-}
-
-/// What a caller of a failed commit hears: its value refused (400), or storage failing (503).
-fn commit_error(e: &StoreError) -> ApiError {
-    if e.is_data_error() {
-        ApiError::bad_request(format!("the database refused a value of this request, nothing was stored: {e}"))
-    } else {
-        ApiError::unavailable(format!("storing failed, nothing was changed; retry ({e})"))
+        answer(reply, Err(WriteError::commit(e)));
     }
 }
 
@@ -208,7 +281,7 @@ impl Writer {
             store,
             engine,
             engine_config,
-            timers: None,
+            deadlines_held_until: 0,
             dispatch,
             directory,
             next_seq,
@@ -241,38 +314,45 @@ impl Writer {
         Ok(Engine::restore(config.clone(), shipyards, executions, markers))
     }
 
-    /// Starts the writer task; timers are armed for the restored state.
+    /// Starts the writer task. The restored engine already knows its deadlines.
     pub fn spawn(mut self) -> (WriterHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<WriteCmd>(4096);
         let handle = WriterHandle { tx, health: self.health.subscribe() };
-        // Timers hold only a weak handle, so dropping the last API handle still stops the writer.
-        let timers = crate::timers::spawn(handle.tx.downgrade());
-        for (at, timer) in self.engine.timers() {
-            timers.arm(at, timer);
-        }
-        self.timers = Some(timers);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             loop {
-                let received = if *self.health.borrow() == Health::Ready {
-                    rx.recv_many(&mut batch, MAX_BATCH).await
-                } else {
-                    tokio::select! {
-                        n = rx.recv_many(&mut batch, MAX_BATCH) => n,
-                        _ = tokio::time::sleep(PROBE_EVERY) => {
-                            self.probe().await;
-                            continue;
+                let ready = *self.health.borrow() == Health::Ready;
+                // While commits fail, deadlines wait for the probe (they would fail alike).
+                let deadline = self.next_deadline().filter(|_| ready);
+                tokio::select! {
+                    received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                        if received == 0 {
+                            break;
                         }
                     }
-                };
-                if received == 0 {
-                    break;
+                    _ = sleep_until(deadline), if deadline.is_some() => {
+                        // The sleep runs on the monotonic clock, deadlines on the wall clock; if
+                        // the wall clock lags (slewing), sleep the rest instead of an empty commit.
+                        if deadline.is_some_and(|at| at > now_ms()) {
+                            continue;
+                        }
+                        batch.push(WriteCmd::Deadline);
+                    }
+                    _ = tokio::time::sleep(PROBE_EVERY), if !ready => {
+                        self.probe().await;
+                        continue;
+                    }
                 }
                 m::writer_queue(batch.len(), rx.len());
                 self.run_batch(std::mem::take(&mut batch)).await;
             }
         });
         (handle, task)
+    }
+
+    /// When the loop next feeds the engine the time.
+    fn next_deadline(&self) -> Option<Millis> {
+        self.engine.next_deadline().map(|at| at.max(self.deadlines_held_until))
     }
 
     async fn run_batch(&mut self, mut batch: Vec<WriteCmd>) {
@@ -294,7 +374,7 @@ impl Writer {
         }
         for (i, cmd) in batch.iter().enumerate() {
             if let WriteCmd::DeleteProject { project, .. } = cmd {
-                let result = self.store.delete_project(project).await.map_err(ApiError::from);
+                let result = self.store.delete_project(project).await.map_err(WriteError::store);
                 self.engine.remove_project(project);
                 self.revisions.remove(project);
                 answer(&mut replies[i], result);
@@ -328,7 +408,7 @@ impl Writer {
         }
     }
 
-    /// After a commit: publish, arm timers, answer the callers.
+    /// After a commit: publish, answer the callers.
     fn committed(&mut self, mut produced: Produced, replies: &mut [Option<Reply>]) {
         self.health.send_if_modified(|h| std::mem::replace(h, Health::Ready) != Health::Ready);
         self.commits += 1;
@@ -345,11 +425,6 @@ impl Writer {
         for started in &produced.hops {
             m::task_hop(started.elapsed());
         }
-        if let Some(t) = &self.timers {
-            for (at, timer) in produced.timers.drain(..) {
-                t.arm(at, timer);
-            }
-        }
         for (reply, cmd_is_delete) in replies.iter_mut().zip(produced.deletes.iter()) {
             if !cmd_is_delete {
                 answer(reply, Ok(()));
@@ -360,21 +435,16 @@ impl Writer {
     /// After a failed commit: nothing of it happened, so the engine is reloaded from the store.
     async fn failed(&mut self, e: &StoreError) {
         tracing::error!(error = %e, "write transaction failed; reloading state from the store");
+        self.deadlines_held_until = now_ms() + PROBE_EVERY.as_millis() as Millis;
         if !e.is_data_error() {
             self.health.send_replace(Health::Failing { since_ms: now_ms(), reason: e.to_string() });
         }
         match Self::restore_engine(&self.store, &self.engine_config).await {
             Ok(engine) => {
                 self.engine = engine;
+                // The restored engine re-derives its deadlines, those the failed batch fired too.
                 for (project, commit) in &self.revisions {
                     self.engine.set_revision(project, commit);
-                }
-                // Timers armed in the failed batch were never armed; re-derive them all
-                // (a stale duplicate is ignored by the engine).
-                if let Some(t) = &self.timers {
-                    for (at, timer) in self.engine.timers() {
-                        t.arm(at, timer);
-                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not reload state"),
@@ -436,8 +506,8 @@ impl Writer {
                         out.hops.push(*received);
                     }
                 }
-                WriteCmd::Timer(timer) => {
-                    let effects = self.engine.handle(Input::Timer(timer.clone()), now, &mut new_id);
+                WriteCmd::Deadline => {
+                    let effects = self.engine.handle_timeout(now, &mut new_id);
                     self.apply_effects(&mut w, effects, 0, now, &mut out);
                 }
                 WriteCmd::Control { project, context, stage, action, .. } => {
@@ -503,7 +573,6 @@ impl Writer {
                     w.executions.insert(exec.id.clone(), *exec);
                 }
                 Effect::SavePauseMarkers(markers) => w.pause_markers = Some(markers),
-                Effect::ArmTimer { at, timer } => out.timers.push((at, timer)),
             }
         }
         hop
@@ -540,6 +609,13 @@ impl Writer {
         let last = (event.id.clone(), event.shkeptncontext.clone(), event.time.clone());
         w.last_events.insert((scope, event.ty.clone()), last);
     }
+}
+
+/// Sleeps until a wall-clock time (ms); a time already past is due now.
+async fn sleep_until(at: Option<Millis>) {
+    let Some(at) = at else { return std::future::pending().await };
+    let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await
 }
 
 /// Runs a database checkpoint whenever the writer asks for one; ends with the writer.
@@ -639,7 +715,7 @@ mod tests {
             let got = rx.await.expect("every caller is answered");
             if i == 4 {
                 let e = got.expect_err("the oversized event fails");
-                assert_eq!(e.status, 400, "{}", e.message);
+                assert_eq!(e.kind, WriteErrorKind::Refused, "{}", e.message);
                 assert!(store.get_event(&id).await.unwrap().is_none());
             } else {
                 assert!(got.is_ok(), "event {i}: {got:?}");

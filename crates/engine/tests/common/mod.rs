@@ -1,6 +1,8 @@
 //! A small, deterministic driver around the engine for integration tests: a fake clock, an id
 //! counter, and bookkeeping of what the server would do with the effects (emitted events, the
-//! set of open `.triggered` events, armed timers, the last saved state of each execution).
+//! set of open `.triggered` events, the last saved state of each execution). Timers are the
+//! engine's own (`next_deadline` / `handle_timeout`), checked against `Engine::timers()` after
+//! every step.
 
 #![allow(dead_code)]
 
@@ -34,8 +36,6 @@ pub struct Driver {
     pub deliver_at: HashMap<String, Millis>,
     /// Open `.triggered` ids (Emit{open:true} and Open add, Close removes).
     pub open: BTreeSet<String>,
-    /// Armed timers, not yet fired.
-    pub timers: Vec<(Millis, Timer)>,
     /// Last `Effect::Save` of each execution.
     pub saved: BTreeMap<String, Execution>,
     /// Last `Effect::SavePauseMarkers`.
@@ -93,7 +93,6 @@ impl Driver {
             emitted: Vec::new(),
             deliver_at: HashMap::new(),
             open: BTreeSet::new(),
-            timers: Vec::new(),
             saved: BTreeMap::new(),
             markers: Vec::new(),
         }
@@ -108,6 +107,19 @@ impl Driver {
         let effects = self.engine.handle(input, self.now, &mut ids);
         self.absorb(&effects);
         effects
+    }
+
+    /// The engine's live timers, in firing order.
+    pub fn timers(&self) -> Vec<(Millis, Timer)> {
+        let mut timers = self.engine.timers();
+        timers.sort_by_key(timer_key);
+        timers
+    }
+
+    /// The engine's deadline index agrees with the timers its state needs.
+    fn check_deadline(&self) {
+        let derived = self.engine.timers().iter().map(|(at, _)| *at).min();
+        assert_eq!(self.engine.next_deadline(), derived, "next_deadline disagrees with timers()");
     }
 
     fn absorb(&mut self, effects: &[Effect]) {
@@ -131,10 +143,10 @@ impl Driver {
                     self.saved.insert(exec.id.clone(), (**exec).clone());
                 }
                 Effect::SavePauseMarkers(m) => self.markers = m.clone(),
-                Effect::ArmTimer { at, timer } => self.timers.push((*at, timer.clone())),
             }
         }
         self.effects.extend_from_slice(effects);
+        self.check_deadline();
     }
 
     pub fn send(&mut self, ev: KeptnEvent) -> Vec<Effect> {
@@ -265,32 +277,25 @@ impl Driver {
         self.now += ms;
     }
 
-    /// Fires every armed timer due at `now` (in due order) and returns what they caused.
+    /// Fires every timer due at `now` (in due order) and returns what they caused.
     pub fn fire_due_timers(&mut self, now: Millis) -> Vec<Effect> {
         self.set_now(now);
-        let mut due: Vec<(Millis, Timer)> = Vec::new();
-        self.timers.retain(|(at, t)| {
-            if *at <= now {
-                due.push((*at, t.clone()));
-                false
-            } else {
-                true
-            }
-        });
-        due.sort_by_key(timer_key);
-        let mut fx = Vec::new();
-        for (_, t) in due {
-            fx.extend(self.handle(Input::Timer(t)));
-        }
-        fx
+        let counter = &mut self.next_id;
+        let mut ids = || {
+            *counter += 1;
+            format!("id-{counter}")
+        };
+        let effects = self.engine.handle_timeout(now, &mut ids);
+        self.absorb(&effects);
+        effects
     }
 
     /// Simulates a restart: a new engine from the last saved state of each execution and the
-    /// last saved pause markers; timers re-derived with `Engine::timers()`.
+    /// last saved pause markers; the engine re-derives its timers.
     pub fn restart(&mut self) {
         let executions: Vec<Execution> = self.saved.values().cloned().collect();
         self.engine = Engine::restore(self.config.clone(), self.shipyards.clone(), executions, self.markers.clone());
-        self.timers = self.engine.timers();
+        self.check_deadline();
     }
 
     /// The last emitted event of a (short) type, e.g. `deployment.triggered`.

@@ -2,9 +2,9 @@
 //! `keptn get evaluations`): `evaluation.finished` events of one project/stage/service, newest
 //! first, paginated, each marked `invalidated` when an `evaluation.invalidated` names it.
 
-use super::Shared;
 use super::paging::{Page, PageParams, time_param};
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use keptn_store::EventQuery;

@@ -1,11 +1,11 @@
 //! Event ingestion (`POST /api/v1/event`), the datastore reads, the pull API for integrations
 //! and the evaluation trigger.
 
-use super::Shared;
 use super::paging::{Page, time_param};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::Ids;
+use crate::state::Shared;
 use crate::timers::now_ms;
 use crate::writer::parse_time;
 use axum::Json;

@@ -1,7 +1,7 @@
 //! Health, auth check, metadata, metrics and the OpenAPI document.
 
-use super::Shared;
 use crate::error::ApiError;
+use crate::state::Shared;
 use crate::writer::Health;
 use axum::Json;
 use axum::extract::State;

@@ -11,46 +11,19 @@ mod stream;
 mod uniform;
 mod watch;
 
-use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::error::ApiResult;
-use crate::uniform::Directory;
-use crate::writer::WriterHandle;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use keptn_configrepo::ConfigRepo;
-use keptn_store::Store;
-use metrics_exporter_prometheus::PrometheusHandle;
-use std::sync::{Arc, RwLock};
-use tokio::sync::Mutex;
 
-pub struct AppState {
-    pub store: Store,
-    pub writer: WriterHandle,
-    pub catalog: RwLock<Catalog>,
-    /// keptn's resource-service storage: one git repository per project.
-    pub configrepo: Arc<ConfigRepo>,
-    /// Serialises project and service changes (store + catalog + engine stay in step).
-    pub crud: Mutex<()>,
-    pub directory: Directory,
-    pub token: String,
-    pub metrics: PrometheusHandle,
-    pub integration_ttl_ms: i64,
-    /// Every committed event, as the dispatcher delivers it (watchers listen here).
-    pub bus: tokio::sync::broadcast::Sender<Arc<keptn_spec::KeptnEvent>>,
-    /// keptnContexts whose state changed without an event (pause / resume).
-    pub controls: tokio::sync::broadcast::Sender<String>,
-    pub quality_gates: crate::QualityGates,
-    /// The HTTP client for user-supplied URLs, with the outbound policy.
-    pub outbound: crate::outbound::Outbound,
-    /// The push stream of `.triggered` events shared between an integration's replicas.
-    pub stream: crate::stream::StreamHandle,
-}
-
-pub type Shared = Arc<AppState>;
+// transitional: removed once the built-ins moved (they import these from `crate::api`).
+pub use crate::config_sync::repo_write;
+pub use crate::registrations::{heartbeat, upsert_registration};
+pub use crate::repo::repo;
+#[allow(unused_imports)] // `AppState`: kept for files being written against the old path
+pub use crate::state::{AppState, Shared};
 
 pub fn router(state: Shared, max_body_bytes: usize) -> Router {
     let cp = "/api/controlPlane/v1";
@@ -192,62 +165,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub use resource::write_resources;
-pub use uniform::{heartbeat, insert_logs, upsert_registration};
-
-/// Loads the integrations for the dispatcher (at start: after sealing pushURL passwords stored
-/// in clear by an older version).
-pub async fn refresh_directory(state: &Shared) -> Result<(), ApiError> {
-    uniform::seal_stored_push_urls(state).await?;
-    uniform::refresh(state).await
-}
-
-/// Integrations that stopped pinging disappear after the TTL (keptn's TTL index). A slow
-/// housekeeping sweep, not on any event's path.
-pub async fn expire_integrations(state: Shared) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-    loop {
-        tick.tick().await;
-        let cutoff = crate::timers::now_ms() - state.integration_ttl_ms;
-        match state.store.expire_integrations(cutoff).await {
-            Ok(n) if n > 0 => {
-                tracing::info!(expired = n, "integrations expired");
-                let _ = refresh_directory(&state).await;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not expire integrations"),
-        }
-    }
-}
-
-/// Runs a configuration-repository call that changes `project`, then tells the engine the
-/// project's new revision (sequences triggered without a `gitcommitid` are pinned to it) and
-/// applies a changed `shipyard.yaml`.
-pub async fn repo_write<T, F>(state: &AppState, project: &str, f: F) -> ApiResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&ConfigRepo) -> keptn_configrepo::Result<T> + Send + 'static,
-{
-    let name = project.to_string();
-    let (out, head) = repo(state, move |r| {
-        let out = f(r)?;
-        Ok((out, r.head(&name).ok()))
-    })
-    .await?;
-    if let Some(head) = head {
-        crate::config_sync::after_head_change(state, project, head).await?;
-    }
-    Ok(out)
-}
-
-/// Runs a configuration-repository call on the blocking pool (libgit2 is synchronous).
-pub async fn repo<T, F>(state: &AppState, f: F) -> ApiResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&ConfigRepo) -> keptn_configrepo::Result<T> + Send + 'static,
-{
-    let repo = state.configrepo.clone();
-    tokio::task::spawn_blocking(move || f(&repo))
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the configuration repository task failed; retry later ({e})")))?
-        .map_err(ApiError::from)
-}
+pub use uniform::insert_logs;

@@ -1,11 +1,13 @@
 //! Projects, stages and services (`/api/controlPlane/v1/project…`), with keptn's shapes.
 
 use super::paging::{Page, PageParams};
-use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
 use crate::catalog::ProjectEntry;
+use crate::config_sync::repo_write;
 use crate::error::{ApiError, ApiResult};
 use crate::events_out::system_event;
+use crate::repo::repo;
+use crate::state::Shared;
 use crate::timers::now_ms;
 use axum::Json;
 use axum::extract::{Path, Query, State};

@@ -3,10 +3,12 @@
 //! `?gitCommitID=` reads at a revision.
 
 use super::paging::Page;
-use super::{Shared, repo, repo_write};
 use crate::body::JsonBody;
+use crate::config_sync::repo_write;
 use crate::config_sync::{SHIPYARD, check_shipyard, read_fresh, refresh_in_background};
 use crate::error::{ApiError, ApiResult};
+use crate::repo::repo;
+use crate::state::Shared;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -1,9 +1,9 @@
 //! Sequence state view, sequence executions and sequence control (pause / resume / abort).
 
-use super::Shared;
 use super::paging::{Page, time_param};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 use crate::views;
 use axum::Json;
 use axum::extract::{Path, Query, State};

@@ -2,9 +2,9 @@
 //! that sends the context's state once at connect and again after every committed event of that
 //! context (and after pause/resume, which emit no event). Driven by the event bus, never polled.
 
-use super::Shared;
 use super::sequence::require_project;
 use crate::error::ApiResult;
+use crate::state::Shared;
 use crate::views;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};

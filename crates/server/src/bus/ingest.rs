@@ -8,8 +8,8 @@
 //! unavailable control plane leaves it unacknowledged, so JetStream delivers it again.
 
 use super::jetstream::{ORIGIN, ORIGIN_HEADER, STREAM, ensure_stream};
-use crate::api::Shared;
 use crate::ingest::{self, Ids};
+use crate::state::Shared;
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
 use std::time::Duration;
