@@ -290,8 +290,16 @@ struct State {
 }
 
 impl State {
+    /// The subscriptions that count now: the control plane's current ones where it can tell at
+    /// once, else those of the last heartbeat; None while not registered.
+    fn live_subscriptions(&self) -> Option<Vec<Subscription>> {
+        let cached = self.subscriptions.as_ref()?;
+        let id = self.id.as_deref()?;
+        Some(self.plane.current_subscriptions(id).unwrap_or_else(|| cached.clone()))
+    }
+
     fn subscribed(&self, event: &KeptnEvent) -> bool {
-        let subs = self.subscriptions.as_deref().unwrap_or_default();
+        let subs = self.live_subscriptions().unwrap_or_default();
         subs.iter().any(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
     }
 
@@ -439,7 +447,7 @@ impl State {
         if !self.reads_open {
             return None;
         }
-        let Some(subscriptions) = self.subscriptions.clone() else {
+        let Some(subscriptions) = self.live_subscriptions() else {
             return None; // not registered: keep what was handled until it registers again
         };
         let mut types: Vec<&str> = subscriptions.iter().map(|s| s.event.as_str()).collect();

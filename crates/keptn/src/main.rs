@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod evaluate;
+mod integration_cmd;
 mod server_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -20,6 +21,9 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Measure a fresh server (embedded defaults) and print the figures.
     Bench(bench::BenchArgs),
+    /// Run built-in integrations against a remote control plane, or list them.
+    #[command(subcommand)]
+    Integration(integration_cmd::IntegrationCommand),
     /// Evaluate SLIs against an slo.yaml offline (keptn's quality gate, no server needed).
     Evaluate(evaluate::EvaluateArgs),
     #[command(flatten)]
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server_cmd::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Integration(cmd) => runtime.block_on(integration_cmd::run(cmd)),
         Command::Evaluate(args) => match (args.exit_code, evaluate::run(args)) {
             (exit_code, Ok(failed)) => std::process::exit(i32::from(failed && exit_code)),
             (_, Err(e)) => {

@@ -85,8 +85,15 @@ async fn approval(db: Db) {
     let (s, all) = client.get(&format!("{CP}/uniform/registration?name=approval-service")).await;
     assert_eq!(s, 200, "{all}");
     let reg = all.as_array().unwrap().first().unwrap_or_else(|| panic!("approval-service registered: {all}")).clone();
-    assert_eq!(reg["metadata"]["location"], "control-plane");
-    assert_eq!(reg["metadata"]["hostname"], "built-in");
+    // In-process it registers as keptn's control-plane services do; run by `keptn integration
+    // run`, as a remote execution plane's service (KEPTN_TEST_BUILTINS=remote).
+    if remote_builtins() {
+        assert_eq!(reg["metadata"]["location"], "remote-execution-plane");
+        assert!(reg["metadata"]["hostname"].as_str().is_some_and(|h| !h.is_empty() && h != "built-in"), "{reg}");
+    } else {
+        assert_eq!(reg["metadata"]["location"], "control-plane");
+        assert_eq!(reg["metadata"]["hostname"], "built-in");
+    }
     assert_eq!(reg["metadata"]["kubernetesmetadata"]["namespace"], "keptn");
     assert_eq!(reg["subscriptions"].as_array().unwrap().len(), 1, "{reg}");
     assert_eq!(reg["subscriptions"][0]["event"], APPROVAL);

@@ -3,10 +3,10 @@
 //! new revision, and a changed `shipyard.yaml` becomes the project's shipyard.
 
 use crate::catalog::Catalog;
+use crate::clock::now_ms;
 use crate::error::ApiResult;
 use crate::repo::repo;
 use crate::state::AppState;
-use crate::timers::now_ms;
 use keptn_configrepo::{ConfigRepo, Scope};
 use keptn_spec::Shipyard;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::timers::now_ms;
+use crate::clock::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct Outgoing {

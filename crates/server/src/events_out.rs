@@ -1,6 +1,6 @@
 //! Events the control plane creates outside the engine (system events).
 
-use crate::timers::now_ms;
+use crate::clock::now_ms;
 use keptn_engine::format_time;
 use keptn_spec::KeptnEvent;
 use serde_json::Value;

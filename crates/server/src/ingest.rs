@@ -3,9 +3,9 @@
 //! defaults and runs them through the writer. Nothing else creates incoming events.
 
 use crate::body::no_nul;
+use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
-use crate::timers::now_ms;
 use keptn_engine::format_time;
 use keptn_spec::KeptnEvent;
 use keptn_spec::event_type::EventType;

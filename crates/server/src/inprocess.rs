@@ -10,10 +10,11 @@
 //! state only weakly, so an integration that keeps its context around does not keep a stopping
 //! server alive: its calls then fail as unavailable.
 
-use crate::api::{self, AppState, Shared};
+use crate::api;
 use crate::config_sync::{read_fresh, refresh_in_background};
 use crate::error::ApiError;
 use crate::ingest::{Ids, ingest};
+use crate::state::{AppState, Shared};
 use axum::http::StatusCode;
 use keptn_configrepo::{ConfigRepo, Scope};
 use keptn_integration::runner::{self, Delivery, Feed};
@@ -192,7 +193,7 @@ impl Context for InProcess {
         // As `GET …/resource/{uri}`: at a commit the repository fetches a missing revision
         // itself; at the head a miss asks a stale upstream first.
         let found = if pinned {
-            api::repo(&state, read).await
+            crate::repo::repo(&state, read).await
         } else {
             let found = read_fresh(&state, &at.project, read).await;
             refresh_in_background(&state, &at.project);
@@ -210,7 +211,7 @@ impl Context for InProcess {
         let (stage, service) = scope(at)?;
         let project = at.project.clone();
         let commit = at.gitcommitid.clone().filter(|c| !c.is_empty());
-        let listed = api::repo(&state, move |r| {
+        let listed = crate::repo::repo(&state, move |r| {
             let head = match commit {
                 Some(commit) => commit,
                 None => r.head(&project)?,
@@ -253,7 +254,7 @@ impl Context for InProcess {
             "triggeredid": entry.triggered_id,
             "task": entry.task,
         });
-        api::insert_logs(&state, vec![log]).await.map_err(refused)
+        crate::registrations::insert_logs(&state, vec![log]).await.map_err(refused)
     }
 }
 
@@ -261,17 +262,21 @@ impl Context for InProcess {
 impl ControlPlane for InProcess {
     async fn register(&self, registration: Registration) -> ContextResult<String> {
         let state = self.state()?;
-        api::upsert_registration(&state, registration).await.map(|(_, id)| id).map_err(refused)
+        crate::registrations::upsert_registration(&state, registration).await.map(|(_, id)| id).map_err(refused)
     }
 
     async fn heartbeat(&self, id: &str) -> ContextResult<Option<Vec<Subscription>>> {
         let state = self.state()?;
-        match api::heartbeat(&state, id).await {
+        match crate::registrations::heartbeat(&state, id).await {
             // The heartbeat saved and reloaded the directory: these are the stored ones.
             Ok(_) => Ok(state.directory.subscriptions_of(id)),
             Err(e) if e.status == StatusCode::NOT_FOUND => Ok(None),
             Err(e) => Err(refused(e)),
         }
+    }
+
+    fn current_subscriptions(&self, id: &str) -> Option<Vec<Subscription>> {
+        self.state.upgrade()?.directory.subscriptions_of(id)
     }
 
     async fn open_triggered(&self, ty: &str) -> ContextResult<Vec<KeptnEvent>> {

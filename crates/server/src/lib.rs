@@ -3,7 +3,6 @@
 
 mod api;
 mod body;
-mod builtin;
 mod bus;
 mod catalog;
 mod clock;
@@ -21,7 +20,6 @@ use keptn_outbound::http as outbound;
 mod serve;
 mod state;
 mod stream;
-mod timers;
 mod token;
 mod uniform;
 mod views;
@@ -38,8 +36,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use builtin::{REGISTRY as BUILTIN_INTEGRATIONS, all_keys as all_integrations, select as select_integrations};
 pub use error::ApiError;
+pub use keptn_integrations::{
+    REGISTRY as BUILTIN_INTEGRATIONS, all_keys as all_integrations, select as select_integrations,
+};
 pub use keptn_outbound::OutboundPolicy;
 pub use serve::HttpLimits;
 pub use token::load_or_create_token;
@@ -112,7 +112,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
-    state: std::sync::Weak<api::AppState>,
+    state: std::sync::Weak<state::AppState>,
 }
 
 impl RunningServer {
@@ -245,14 +245,26 @@ pub async fn start_on(
         integration_ttl_ms: config.integration_ttl.as_millis() as i64,
         bus: dispatcher.bus.clone(),
         controls: broadcast::channel(256).0,
-        quality_gates: config.quality_gates.clone(),
         outbound: http,
         stream,
     });
     registrations::refresh_directory(&state).await.map_err(|e| anyhow::anyhow!(e.message))?;
-    let mut builtin_tasks = builtin::start_all(&state, &dispatcher.bus, &config.integrations).await;
-    // Aborted with the built-ins at shutdown (they hold the app state too).
-    builtin_tasks.extend(inprocess::start(&state, &dispatcher.bus, config.extra_integrations.0.clone()).await);
+    // The selected built-ins and the embedder's own integrations run in-process on the same
+    // contract; their tasks are aborted at shutdown, before the writer drains.
+    let settings = keptn_integrations::Settings {
+        sli_timeout: config.quality_gates.sli_timeout,
+        prometheus_url: config.quality_gates.prometheus_url.clone(),
+        outbound: state.outbound.clone(),
+    };
+    let mut integrations = Vec::new();
+    for key in &config.integrations {
+        match keptn_integrations::build(key, &settings) {
+            Some(integration) => integrations.push(integration),
+            None => anyhow::bail!("unknown built-in integration {key:?}; known: {}", all_integrations().join(", ")),
+        }
+    }
+    integrations.extend(config.extra_integrations.0.iter().cloned());
+    let mut builtin_tasks = inprocess::start(&state, &dispatcher.bus, integrations).await;
     if let Some(url) = &config.nats_url {
         // Holds the app state like the built-ins: stopped with them, before the writer drains.
         builtin_tasks.push(bus::ingest::spawn(state.clone(), url.clone()));

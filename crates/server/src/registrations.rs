@@ -202,3 +202,30 @@ pub async fn expire_integrations(state: Shared) {
         }
     }
 }
+
+/// Stores error log entries (keptn's `POST /controlPlane/v1/log`, and in-process integrations):
+/// each names its integration; `time` defaults to now.
+pub async fn insert_logs(state: &Shared, logs: Vec<Value>) -> ApiResult<()> {
+    let mut rows = Vec::new();
+    for (i, mut log) in logs.into_iter().enumerate() {
+        let integration = log["integrationid"].as_str().unwrap_or("").to_string();
+        if integration.is_empty() {
+            return Err(ApiError::bad_request(format!("logs[{i}].integrationid is required")));
+        }
+        no_nul(&format!("logs[{i}].integrationid"), &integration)?;
+        keptn_spec::event::check_length(&format!("logs[{i}].integrationid"), &integration, keptn_spec::event::ID_MAX)
+            .map_err(ApiError::bad_request)?;
+        let time = match log["time"].as_str() {
+            Some(t) => parse_time(t)
+                .ok_or_else(|| ApiError::bad_request(format!("logs[{i}].time {t:?} is not an ISO 8601 time")))?,
+            None => {
+                let now = now_ms();
+                log["time"] = json!(format_time(now));
+                now
+            }
+        };
+        rows.push((uuid::Uuid::new_v4().to_string(), integration, time, log));
+    }
+    state.store.insert_logs(&rows).await?;
+    Ok(())
+}

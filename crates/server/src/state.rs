@@ -27,7 +27,6 @@ pub struct AppState {
     pub bus: tokio::sync::broadcast::Sender<Arc<keptn_spec::KeptnEvent>>,
     /// keptnContexts whose state changed without an event (pause / resume).
     pub controls: tokio::sync::broadcast::Sender<String>,
-    pub quality_gates: crate::QualityGates,
     /// The HTTP client for user-supplied URLs, with the outbound policy.
     pub outbound: crate::outbound::Outbound,
     /// The push stream of `.triggered` events shared between an integration's replicas.

@@ -1,7 +1,7 @@
 //! Integrations ("uniform") as the server keeps them: the in-memory directory the dispatcher
 //! reads on every event. The model and matching are the contract's (`keptn-integration`).
 
-pub use keptn_integration::{KubernetesMetadata, Metadata, Registration as Integration, Subscription, integration_id};
+pub use keptn_integration::{Registration as Integration, Subscription, integration_id};
 use std::sync::{Arc, RwLock};
 
 /// As API answers show it: the pushURL's userinfo masked.

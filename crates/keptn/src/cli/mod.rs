@@ -4,7 +4,7 @@
 //! use instead: see `retired`), 3 the sequence it followed failed, 4 `--watch-time` passed.
 
 mod client;
-mod config;
+pub(crate) mod config;
 mod evaluations;
 mod event_data;
 mod events;

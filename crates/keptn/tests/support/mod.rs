@@ -34,6 +34,69 @@ pub struct TestServer {
     quality_gates: keptn_server::QualityGates,
     outbound: keptn_server::OutboundPolicy,
     extra_integrations: keptn_server::InProcessIntegrations,
+    /// The built-ins `keptn integration run` runs for this server (remote mode), and that process.
+    remote_keys: Vec<String>,
+    remote: Option<RemoteBuiltins>,
+}
+
+/// How the tests run the built-in integrations: `KEPTN_TEST_BUILTINS=remote` runs them in a
+/// child process, `keptn integration run … --endpoint <server>`, with the server running none
+/// itself; by default (`in-process`) the server runs them.
+pub fn remote_builtins() -> bool {
+    match std::env::var("KEPTN_TEST_BUILTINS").as_deref() {
+        Ok("remote") => true,
+        Ok("in-process") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("KEPTN_TEST_BUILTINS={other:?}: use in-process or remote"),
+    }
+}
+
+/// A `keptn integration run` child process, killed with the test.
+struct RemoteBuiltins(std::process::Child);
+
+impl Drop for RemoteBuiltins {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `keptn integration run KEYS…` against the server and waits until each of them is
+/// registered (the events before that are caught up when its stream opens).
+async fn spawn_remote(
+    url: &str,
+    token: &str,
+    keys: &[String],
+    quality_gates: &keptn_server::QualityGates,
+) -> RemoteBuiltins {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keptn"));
+    cmd.args(["integration", "run"])
+        .args(keys)
+        .args(["--endpoint", url, "--api-token", token, "--allow-outbound", "loopback"])
+        .arg("--sli-timeout")
+        .arg(format!("{}ms", quality_gates.sli_timeout.as_millis()))
+        .env("KEPTN_CONFIG_DIR", std::env::temp_dir().join("keptn-test-no-credentials"))
+        .env("KEPTN_LOG", std::env::var("KEPTN_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(std::process::Stdio::null());
+    if let Some(prometheus) = &quality_gates.prometheus_url {
+        cmd.args(["--prometheus-url", prometheus]);
+    }
+    let child = RemoteBuiltins(cmd.spawn().expect("keptn integration run starts"));
+    let client = keptn_client::Client::new(url, token);
+    let names: Vec<&str> = keptn_server::BUILTIN_INTEGRATIONS
+        .iter()
+        .filter(|(key, _)| keys.iter().any(|k| k == key))
+        .map(|(_, what)| what.split(':').next().unwrap_or(""))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let regs = client.get("/api/controlPlane/v1/uniform/registration").await.unwrap_or_default();
+        let registered = |name: &&str| regs.as_array().into_iter().flatten().any(|r| r["name"] == *name);
+        if names.iter().all(registered) {
+            return child;
+        }
+        assert!(std::time::Instant::now() < deadline, "keptn integration run did not register {names:?}: {regs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub fn install_crypto() {
@@ -142,12 +205,19 @@ impl TestServer {
             extra_integrations: Default::default(),
         };
         tune(&mut config);
+        let remote_keys = if remote_builtins() { std::mem::take(&mut config.integrations) } else { Vec::new() };
         let quality_gates = config.quality_gates.clone();
         let outbound = config.outbound.clone();
         let extra_integrations = config.extra_integrations.clone();
         let server = keptn_server::start(config).await.expect("server starts");
         let url = format!("http://{}", server.addr);
+        let remote = match remote_keys.is_empty() {
+            true => None,
+            false => Some(spawn_remote(&url, &token, &remote_keys, &quality_gates).await),
+        };
         Some(TestServer {
+            remote_keys,
+            remote,
             url,
             token,
             http: reqwest::Client::new(),
@@ -166,6 +236,7 @@ impl TestServer {
     }
 
     pub async fn stop(mut self) {
+        self.remote.take();
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
@@ -523,6 +594,7 @@ impl TestServer {
     /// Stops the server and starts it again on the same data (data dir or PostgreSQL schema),
     /// on a new port: take a new `client()` afterwards.
     pub async fn restart(&mut self) {
+        self.remote.take();
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
@@ -545,11 +617,14 @@ impl TestServer {
             outbound: self.outbound.clone(),
             http: keptn_server::HttpLimits::default(),
             nats_url: None,
-            integrations: keptn_server::all_integrations(),
+            integrations: if self.remote_keys.is_empty() { keptn_server::all_integrations() } else { Vec::new() },
             extra_integrations: self.extra_integrations.clone(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);
         self.server = Some(server);
+        if !self.remote_keys.is_empty() {
+            self.remote = Some(spawn_remote(&self.url, &self.token, &self.remote_keys, &self.quality_gates).await);
+        }
     }
 }

@@ -3,10 +3,10 @@
 
 use super::paging::{Page, time_param};
 use crate::body::JsonBody;
+use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::Ids;
 use crate::state::Shared;
-use crate::timers::now_ms;
 use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};

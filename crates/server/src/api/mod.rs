@@ -18,12 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-// transitional: removed once the built-ins moved (they import these from `crate::api`).
-pub use crate::config_sync::repo_write;
-pub use crate::registrations::{heartbeat, upsert_registration};
-pub use crate::repo::repo;
-#[allow(unused_imports)] // `AppState`: kept for files being written against the old path
-pub use crate::state::{AppState, Shared};
+use crate::state::Shared;
 
 pub fn router(state: Shared, max_body_bytes: usize) -> Router {
     let cp = "/api/controlPlane/v1";
@@ -165,4 +160,3 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub use resource::write_resources;
-pub use uniform::insert_logs;

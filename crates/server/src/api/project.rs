@@ -3,12 +3,12 @@
 use super::paging::{Page, PageParams};
 use crate::body::JsonBody;
 use crate::catalog::ProjectEntry;
+use crate::clock::now_ms;
 use crate::config_sync::repo_write;
 use crate::error::{ApiError, ApiResult};
 use crate::events_out::system_event;
 use crate::repo::repo;
 use crate::state::Shared;
-use crate::timers::now_ms;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -1,17 +1,14 @@
 //! Integrations: registration, heartbeat, subscriptions and error logs (keptn's "uniform").
 
 use super::paging::{Page, time_param};
-use crate::body::{JsonBody, no_nul};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult};
-use crate::registrations::{find, heartbeat, load_all, refresh, save, upsert_registration};
+use crate::registrations::{find, heartbeat, insert_logs, load_all, refresh, save, upsert_registration};
 use crate::state::Shared;
-use crate::timers::now_ms;
 use crate::uniform::{Integration, Subscription};
-use crate::writer::parse_time;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use keptn_engine::format_time;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -173,33 +170,6 @@ pub struct LogsBody {
 pub async fn post_logs(State(state): State<Shared>, JsonBody(body): JsonBody<LogsBody>) -> ApiResult<Json<Value>> {
     insert_logs(&state, body.logs).await?;
     Ok(Json(json!({})))
-}
-
-/// Stores error log entries (keptn's `POST /controlPlane/v1/log`, and in-process integrations):
-/// each names its integration; `time` defaults to now.
-pub async fn insert_logs(state: &Shared, logs: Vec<Value>) -> ApiResult<()> {
-    let mut rows = Vec::new();
-    for (i, mut log) in logs.into_iter().enumerate() {
-        let integration = log["integrationid"].as_str().unwrap_or("").to_string();
-        if integration.is_empty() {
-            return Err(ApiError::bad_request(format!("logs[{i}].integrationid is required")));
-        }
-        no_nul(&format!("logs[{i}].integrationid"), &integration)?;
-        keptn_spec::event::check_length(&format!("logs[{i}].integrationid"), &integration, keptn_spec::event::ID_MAX)
-            .map_err(ApiError::bad_request)?;
-        let time = match log["time"].as_str() {
-            Some(t) => parse_time(t)
-                .ok_or_else(|| ApiError::bad_request(format!("logs[{i}].time {t:?} is not an ISO 8601 time")))?,
-            None => {
-                let now = now_ms();
-                log["time"] = json!(format_time(now));
-                now
-            }
-        };
-        rows.push((uuid::Uuid::new_v4().to_string(), integration, time, log));
-    }
-    state.store.insert_logs(&rows).await?;
-    Ok(())
 }
 
 #[derive(Deserialize, Default)]

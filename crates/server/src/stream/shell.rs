@@ -8,7 +8,7 @@
 //! from a member that left are checked against the store first, so finished work is not redone.
 
 use super::core::{Delivery, Hub, Offer};
-use crate::timers::now_ms;
+use crate::clock::now_ms;
 use crate::uniform::Directory;
 use crate::writer::parse_time;
 use keptn_spec::KeptnEvent;
