@@ -12,4 +12,7 @@ cargo build --locked --bin keptn
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace --all-targets 2>&1 | tee "$log"
+# The quality-gate and approval suites again, with the built-ins run by `keptn integration run`
+# in another process (the server runs none itself).
+KEPTN_TEST_BUILTINS=remote cargo test --locked -p keptn --test quality_gates --test builtin_approval 2>&1 | tee -a "$log"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "workspace: %d passed, %d failed\n", p, f }' "$log"

@@ -3,7 +3,7 @@
 //! each assignment to its connection's channel. Nothing else touches the hub, so no lock.
 //!
 //! What is offered: on connect, the open `.triggered` events of the member's subscribed
-//! (non-wildcard) types; afterwards every `.triggered` from the bus. Events not yet due
+//! (non-wildcard) types; afterwards every subscribed event from the bus. Events not yet due
 //! (`triggeredAfter`) wait here until their time (one timer, for the earliest). Events moved
 //! from a member that left are checked against the store first, so finished work is not redone.
 
@@ -190,9 +190,12 @@ impl Shell {
         }
     }
 
-    /// A committed event from the bus: `.triggered` ones are offered (or held until due).
+    /// A committed event from the bus is offered to the groups that subscribe to it: a
+    /// `.triggered` one when due (held until then), any other at once (lighthouse takes
+    /// `get-sli.finished` and `monitoring.configure`).
     fn committed(&mut self, event: Item) {
         if !event.ty.ends_with(".triggered") {
+            self.offer_everywhere(&event);
             return;
         }
         self.held.retain(|(_, id), _| *id != event.id);
@@ -259,7 +262,8 @@ impl Shell {
                 self.hub.ack(group, &d.member, std::slice::from_ref(&d.id));
                 continue;
             }
-            if !matches!(EventType::parse(&d.item.ty), EventType::Task { .. }) {
+            // Only a task's `.triggered` has an open row to check.
+            if !d.item.ty.ends_with(".triggered") || !matches!(EventType::parse(&d.item.ty), EventType::Task { .. }) {
                 self.send(d);
                 continue;
             }
