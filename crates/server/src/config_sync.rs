@@ -4,7 +4,7 @@
 
 use crate::catalog::Catalog;
 use crate::clock::now_ms;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::repo::repo;
 use crate::state::AppState;
 use keptn_configrepo::{ConfigRepo, Scope};
@@ -177,4 +177,53 @@ pub fn shipyards_from_git(repo: &ConfigRepo, catalog: &Catalog) -> Vec<(String, 
         }
     }
     changed
+}
+
+/// A project-level `shipyard.yaml` becomes the project's shipyard: refuse one that can't be.
+pub fn check_shipyard_write(
+    state: &AppState,
+    project: &str,
+    stage: Option<&str>,
+    uri: &str,
+    content: &[u8],
+) -> ApiResult<()> {
+    if stage.is_some() || uri != SHIPYARD {
+        return Ok(());
+    }
+    let yaml = std::str::from_utf8(content).map_err(|_| ApiError::bad_request("shipyard.yaml is not UTF-8 text"))?;
+    let catalog = state.catalog.read().expect("catalog");
+    check_shipyard(&catalog, project, yaml).map(drop).map_err(ApiError::bad_request)
+}
+
+/// The upstream's URL without credentials, if the project has one.
+pub fn upstream_url(r: &ConfigRepo, project: &str) -> Option<String> {
+    r.upstream(project).ok().flatten().map(|c| c.display_url())
+}
+
+/// Writes resources at one level in one commit, as the resource API does (a project-level
+/// `shipyard.yaml` must be a usable shipyard); returns the commit and the upstream's URL.
+pub async fn write_resources(
+    state: &AppState,
+    project: String,
+    stage: Option<String>,
+    service: Option<String>,
+    files: Vec<(String, Vec<u8>)>,
+    message: String,
+) -> ApiResult<(String, Option<String>)> {
+    // keptn clients may send `/shipyard.yaml`; the repository wants relative URIs.
+    let files: Vec<(String, Vec<u8>)> =
+        files.into_iter().map(|(uri, content)| (uri.strip_prefix('/').unwrap_or(&uri).to_string(), content)).collect();
+    for (uri, content) in &files {
+        check_shipyard_write(state, &project, stage.as_deref(), uri, content)?;
+    }
+    repo_write(state, &project.clone(), move |r| {
+        let scope = match (&stage, &service) {
+            (Some(s), Some(svc)) => Scope::Service(s, svc),
+            (Some(s), None) => Scope::Stage(s),
+            _ => Scope::Project,
+        };
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
+        Ok((r.write(&project, scope, &refs, &message)?, upstream_url(r, &project)))
+    })
+    .await
 }

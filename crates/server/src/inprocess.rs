@@ -10,7 +10,6 @@
 //! state only weakly, so an integration that keeps its context around does not keep a stopping
 //! server alive: its calls then fail as unavailable.
 
-use crate::api;
 use crate::config_sync::{read_fresh, refresh_in_background};
 use crate::error::ApiError;
 use crate::ingest::{Ids, ingest};
@@ -234,7 +233,7 @@ impl Context for InProcess {
             // As the resource API answers an empty list.
             return Err(ContextError::Refused { status: 400, message: "no resources to write".into() });
         }
-        api::write_resources(&state, at.project.clone(), stage, service, files, message.to_string())
+        crate::config_sync::write_resources(&state, at.project.clone(), stage, service, files, message.to_string())
             .await
             .map(drop)
             .map_err(refused)

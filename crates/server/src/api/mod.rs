@@ -158,5 +158,3 @@ async fn json_errors(mut resp: Response) -> Response {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-pub use resource::write_resources;

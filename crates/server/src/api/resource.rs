@@ -5,7 +5,7 @@
 use super::paging::Page;
 use crate::body::JsonBody;
 use crate::config_sync::repo_write;
-use crate::config_sync::{SHIPYARD, check_shipyard, read_fresh, refresh_in_background};
+use crate::config_sync::{SHIPYARD, read_fresh, refresh_in_background, upstream_url, write_resources};
 use crate::error::{ApiError, ApiResult};
 use crate::repo::repo;
 use crate::state::Shared;
@@ -83,22 +83,13 @@ fn metadata(upstream: &Option<String>, version: &str) -> Value {
     }
 }
 
-fn upstream_url(r: &ConfigRepo, project: &str) -> Option<String> {
-    r.upstream(project).ok().flatten().map(|c| c.display_url())
-}
-
 fn commit_response((commit, upstream): (String, Option<String>)) -> Value {
     json!({ "commitID": commit, "metadata": metadata(&upstream, &commit) })
 }
 
 /// A project-level `shipyard.yaml` becomes the project's shipyard: refuse one that can't be.
 fn check_shipyard_write(state: &Shared, project: &str, level: &Level, uri: &str, content: &[u8]) -> ApiResult<()> {
-    if level.stage.is_some() || uri != SHIPYARD {
-        return Ok(());
-    }
-    let yaml = std::str::from_utf8(content).map_err(|_| ApiError::bad_request("shipyard.yaml is not UTF-8 text"))?;
-    let catalog = state.catalog.read().expect("catalog");
-    check_shipyard(&catalog, project, yaml).map(drop).map_err(ApiError::bad_request)
+    crate::config_sync::check_shipyard_write(state, project, level.stage.as_deref(), uri, content)
 }
 
 #[derive(Deserialize)]
@@ -181,29 +172,6 @@ async fn write_many(
     }
     let commit = write_resources(state, path.project, path.stage, path.service, files, message.into()).await?;
     Ok(commit_response(commit))
-}
-
-/// Writes resources at one level in one commit, as `POST`/`PUT …/resource` do (a project-level
-/// `shipyard.yaml` must be a valid shipyard); returns the commit and the upstream's URL.
-/// In-process integrations write through here too.
-pub async fn write_resources(
-    state: &Shared,
-    project: String,
-    stage: Option<String>,
-    service: Option<String>,
-    files: Vec<(String, Vec<u8>)>,
-    message: String,
-) -> ApiResult<(String, Option<String>)> {
-    let level = Level { stage, service };
-    let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(uri, content)| (strip_slash(&uri), content)).collect();
-    for (uri, content) in &files {
-        check_shipyard_write(state, &project, &level, uri, content)?;
-    }
-    repo_write(state, &project.clone(), move |r| {
-        let refs: Vec<(&str, &[u8])> = files.iter().map(|(u, c)| (u.as_str(), c.as_slice())).collect();
-        Ok((r.write(&project, level.scope(), &refs, &message)?, upstream_url(r, &project)))
-    })
-    .await
 }
 
 /// POST …/resource: creates (or replaces) resources in one commit.
