@@ -32,7 +32,10 @@ pub struct Dispatcher {
     /// for the database's write lock, and it does not know the writer.
     pub delivered: mpsc::UnboundedSender<String>,
     pub directory: Directory,
+    /// The in-process bus (also in `buses`): what in-process receivers subscribe to.
     pub bus: broadcast::Sender<Arc<KeptnEvent>>,
+    /// Every destination of committed events: the in-process bus, JetStream.
+    pub buses: Vec<Arc<dyn crate::bus::Bus>>,
     pub http: crate::outbound::Outbound,
 }
 
@@ -94,7 +97,9 @@ impl Dispatcher {
 
     fn deliver(self: &Arc<Self>, out: Outgoing, done: &mpsc::UnboundedSender<String>) {
         let event = Arc::new(out.event);
-        let _ = self.bus.send(event.clone());
+        for bus in &self.buses {
+            bus.publish(&event);
+        }
         crate::uniform::warn_if_unsubscribed(&self.directory, &event);
         let targets = self.directory.push_targets(&event.ty, event.project(), event.stage(), event.service());
         let done = out.in_outbox.then(|| done.clone());

@@ -214,19 +214,22 @@ pub async fn start_on(
     let directory = uniform::Directory::default();
     let writer = writer::Writer::load(store.clone(), engine_config, dispatch_tx, directory.clone(), revisions).await?;
     let nats_wake = Arc::new(tokio::sync::Notify::new());
-    let writer = if config.nats_url.is_some() { writer.with_nats(nats_wake.clone()) } else { writer };
+    let writer = if config.nats_url.is_some() { writer.with_nats_outbox() } else { writer };
     let (writer_handle, writer_task) = writer.spawn();
+    let (bus, _) = broadcast::channel(4096);
+    let mut buses: Vec<Arc<dyn bus::Bus>> = vec![Arc::new(bus.clone())];
     if let Some(url) = &config.nats_url {
         let writer = writer_handle.downgrade();
-        bus::jetstream::Publisher { store: store.clone(), url: url.clone(), writer, wake: nats_wake }.spawn();
+        bus::jetstream::Publisher { store: store.clone(), url: url.clone(), writer, wake: nats_wake.clone() }.spawn();
+        buses.push(Arc::new(bus::JetStream { wake: nats_wake }));
     }
-    let (bus, _) = broadcast::channel(4096);
     let http = outbound::Outbound::new(config.outbound.clone(), Duration::from_secs(30))?;
     let dispatcher = dispatch::Dispatcher {
         store: store.clone(),
         delivered: writer_handle.delivery_reports(),
         directory: directory.clone(),
         bus,
+        buses,
         http: http.clone(),
     };
     let (stream, stream_commands) = stream::StreamHandle::new();

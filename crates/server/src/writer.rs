@@ -222,7 +222,8 @@ pub struct Writer {
     checkpoint: mpsc::Sender<()>,
     health: watch::Sender<Health>,
     /// With NATS: every stored event gets a NATS outbox row; the publisher is woken after commits.
-    nats: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Whether stored events get NATS outbox rows (`--nats-url`).
+    nats: bool,
 }
 
 /// What one batch produced, applied only after a successful commit.
@@ -289,13 +290,13 @@ impl Writer {
             commits: 0,
             checkpoint,
             health: watch::Sender::new(Health::Ready),
-            nats: None,
+            nats: false,
         })
     }
 
-    /// Gives every stored event a NATS outbox row and wakes `publisher` after each commit.
-    pub fn with_nats(mut self, publisher: std::sync::Arc<tokio::sync::Notify>) -> Self {
-        self.nats = Some(publisher);
+    /// Gives every stored event a NATS outbox row in its commit (the JetStream bus publishes it).
+    pub fn with_nats_outbox(mut self) -> Self {
+        self.nats = true;
         self
     }
 
@@ -417,9 +418,6 @@ impl Writer {
         }
         if !produced.outgoing.is_empty() {
             m::events_out(produced.outgoing.len());
-            if let Some(nats) = &self.nats {
-                nats.notify_one();
-            }
             let _ = self.dispatch.send(std::mem::take(&mut produced.outgoing));
         }
         for started in &produced.hops {
@@ -592,7 +590,7 @@ impl Writer {
     /// Stores the event and updates the project view's `lastEventTypes` and `deployedImage`.
     fn record(&self, w: &mut WriteBatch, event: &KeptnEvent, seq: i64, time_ms: i64) {
         w.events.push((seq, event.clone(), time_ms));
-        if self.nats.is_some() {
+        if self.nats {
             w.nats_add.push((event.id.clone(), seq));
         }
         let Some(scope) = scope_of(event) else { return };
