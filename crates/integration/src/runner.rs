@@ -362,7 +362,9 @@ impl State {
             // transport to offer again (the catch-up after registering reads the open ones).
             return;
         }
-        if !self.subscribed(&event) {
+        // A feed that delivers open events is the server's stream, which already matched the
+        // stored subscriptions (an edit counts there at once, here only from the next heartbeat).
+        if self.reads_open && !self.subscribed(&event) {
             spawn_acks(ack.into_iter().collect());
             return;
         }
