@@ -1,4 +1,4 @@
-//! [`Feed`] over the control plane's event stream: the `.triggered` events of one registration,
+//! [`Feed`] over the control plane's event stream: the subscribed events of one registration,
 //! shared between its replicas by the server, each acked after handling. The stream is opened
 //! again (with backoff) when it drops; a control plane without the stream (keptn 1.x) is told
 //! apart so the caller can poll instead.
@@ -101,10 +101,12 @@ impl StreamFeed {
         let stream = self.stream.as_mut()?;
         loop {
             match tokio::time::timeout(SILENCE, stream.next()).await {
-                Ok(Ok(Some((name, data)))) if name == "triggered" => match serde_json::from_value(data) {
-                    Ok(event) => return Some(Arc::new(event)),
-                    Err(e) => self.last_error = Some(format!("skipped an undecodable event: {e}")),
-                },
+                Ok(Ok(Some((name, data)))) if name == "triggered" || name == "event" => {
+                    match serde_json::from_value(data) {
+                        Ok(event) => return Some(Arc::new(event)),
+                        Err(e) => self.last_error = Some(format!("skipped an undecodable event: {e}")),
+                    }
+                }
                 Ok(Ok(Some(_))) => {}
                 Ok(Ok(None)) => {
                     self.last_error = Some("the server closed the event stream".into());

@@ -382,6 +382,7 @@ impl State {
         let (integration, ctx, plane) = (self.integration.clone(), self.ctx.clone(), self.plane.clone());
         let (permits, name, integration_id) = (self.permits.clone(), self.name, self.id.clone().unwrap_or_default());
         let id = event.id.clone();
+        tracing::debug!(integration = name, event = %event.id, r#type = %event.ty, "handling");
         let task = self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let result = integration.handle(event.clone(), ctx).await;

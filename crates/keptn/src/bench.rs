@@ -1,8 +1,10 @@
 //! `keptn bench`: starts a real `keptn server` (this binary, embedded defaults, fresh data dir)
 //! in a child process and measures it over HTTP: start time, idle RSS, durable ingestion,
 //! task hop latency with a push integration, a 3-stage delivery end to end, sustained
-//! sequences per second, quality gates, and the datastore listing over a long history (1 M
-//! events bulk-inserted through the store). Prints figures; asserts nothing.
+//! sequences per second, quality gates (the lighthouse in the server, then remote: `keptn
+//! integration run lighthouse` on the event stream of a second server), and the datastore
+//! listing over a long history (1 M events bulk-inserted through the store). Prints figures;
+//! asserts nothing.
 
 use anyhow::{Context as _, bail};
 use axum::Json;
@@ -178,12 +180,23 @@ async fn spawn_server(
     database_url: Option<&str>,
     http: &reqwest::Client,
 ) -> anyhow::Result<(Server, String, Duration)> {
+    spawn_server_with(data_dir, database_url, http, &[]).await
+}
+
+/// [`spawn_server`] with extra `keptn server` flags.
+async fn spawn_server_with(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    http: &reqwest::Client,
+    extra: &[&str],
+) -> anyhow::Result<(Server, String, Duration)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("http://127.0.0.1:{port}");
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("KEPTN_API_TOKEN", TOKEN)
         .env("KEPTN_ALLOW_OUTBOUND", "loopback") // the benchmark's push integration listens on loopback
         .env("KEPTN_LOG", "warn")
@@ -355,7 +368,84 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // 5. Quality gates: evaluation sequences through the built-in lighthouse, 10 objectives each
     // (compared with the 3 previous results), answered by an instant SLI provider.
     let services = args.services.min(50);
-    create_project(&api, "gates", &shipyard(&[("dev", 1)]), services).await?;
+    let figure = quality_gates(&api, &mut fin_rx, args.evaluations, args.concurrency, services).await?;
+    println!("quality gates: {figure}");
+    newest_evaluation(&api).await?;
+    if let Some(kib) = rss_kib(server.0.id()) {
+        println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
+    }
+    drop(server);
+    remote_quality_gates(&args, &http).await?;
+    if args.datastore_events > 0 {
+        datastore(&args, &http).await?;
+    }
+    Ok(())
+}
+
+/// Run 5 with the lighthouse remote: a second server without it, the bench's push integration
+/// as SLI provider again, and a child `keptn integration run lighthouse` on the event stream.
+async fn remote_quality_gates(args: &BenchArgs, http: &reqwest::Client) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_server, url, _) =
+        spawn_server_with(dir.path(), None, http, &["--integrations", "approval,prometheus,http-sli"]).await?;
+    let api = Api::new(url.clone(), TOKEN);
+    let (fin_tx, mut fin_rx) = mpsc::unbounded_channel();
+    let integration =
+        Arc::new(Integration { api: api.clone(), sent: Mutex::default(), hops: Mutex::default(), finished: fin_tx });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let push_url = format!("http://{}/events", listener.local_addr()?);
+    let app = axum::Router::new().route("/events", axum::routing::post(on_event)).with_state(integration);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    api.post(
+        "/api/controlPlane/v1/uniform/registration",
+        &json!({ "name": "bench", "metadata": { "hostname": "bench", "kubernetesmetadata": { "namespace": "keptn" } },
+                 "subscriptions": [ { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["gates"] } },
+                                    { "event": "sh.keptn.event.get-sli.triggered", "filter": { "projects": ["gates"] } } ],
+                 "pushURL": push_url }),
+    )
+    .await?;
+    let lighthouse = Server(
+        Command::new(std::env::current_exe()?)
+            .args(["integration", "run", "lighthouse", "--endpoint", &url, "--api-token", TOKEN])
+            .env("KEPTN_CONFIG_DIR", dir.path().join("no-credentials"))
+            .env("KEPTN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start keptn integration run lighthouse")?,
+    );
+    // Registered means its stream opens next; what is triggered before that is caught up.
+    let t = Instant::now();
+    loop {
+        let regs = api.get("/api/controlPlane/v1/uniform/registration?name=lighthouse-service").await?;
+        if regs.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            bail!("the remote lighthouse did not register");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let services = args.services.min(50);
+    let figure = quality_gates(&api, &mut fin_rx, args.evaluations, args.concurrency, services).await?;
+    println!("quality gates (lighthouse remote): {figure}");
+    newest_evaluation(&api).await?;
+    drop(lighthouse);
+    Ok(())
+}
+
+/// Evaluation sequences through whatever lighthouse serves the server, 10 objectives each
+/// (compared with the 3 previous results), answered by the bench's instant SLI provider;
+/// returns the figure's text.
+async fn quality_gates(
+    api: &Api,
+    fin_rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    n: usize,
+    concurrency: usize,
+    services: usize,
+) -> anyhow::Result<String> {
+    create_project(api, "gates", &shipyard(&[("dev", 1)]), services).await?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut slo =
         String::from("comparison: { compare_with: several_results, number_of_comparison_results: 3 }\nobjectives:\n");
@@ -378,9 +468,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     while fin_rx.try_recv().is_ok() {} // what earlier runs left
     let t0 = Instant::now();
-    let n = args.evaluations;
     let mut clients = tokio::task::JoinSet::new();
-    let workers = args.concurrency.min(n.max(1));
+    let workers = concurrency.min(n.max(1));
     for c in 0..workers {
         let api = api.clone();
         clients.spawn(async move {
@@ -410,11 +499,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!(
-        "quality gates: {n} evaluation sequences (10 objectives, 3 compared results) over {services} services in {secs:.2} s = {:.0} evaluations/s",
+    Ok(format!(
+        "{n} evaluation sequences (10 objectives, 3 compared results) over {services} services in {secs:.2} s = {:.0} evaluations/s",
         n as f64 / secs
-    );
-    // What was measured really was scoring: the newest evaluation's objectives and baseline.
+    ))
+}
+
+/// What was measured really was scoring: the newest evaluation's objectives and baseline.
+async fn newest_evaluation(api: &Api) -> anyhow::Result<()> {
     let last = api.get("/api/controlPlane/v1/project/gates/stage/dev/service/svc-0/evaluation?pageSize=1").await?;
     let e = &last["evaluations"][0];
     println!(
@@ -425,13 +517,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         e["evaluation"]["comparedEvents"].as_array().map_or(0, Vec::len),
         last["totalCount"]
     );
-    if let Some(kib) = rss_kib(server.0.id()) {
-        println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
-    }
-    drop(server);
-    if args.datastore_events > 0 {
-        datastore(&args, &http).await?;
-    }
     Ok(())
 }
 

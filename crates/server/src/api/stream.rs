@@ -57,10 +57,12 @@ fn member(integration: &str, replica: &str) -> String {
     format!("{integration}/{replica}")
 }
 
-/// `event: triggered`, `id: <event id>`, `data: <the event>`.
+/// `event: triggered` (a `.triggered`) or `event: event` (another subscribed event, e.g.
+/// `get-sli.finished`), `id: <event id>`, `data: <the event>`.
 fn frame(event: &keptn_spec::KeptnEvent) -> Event {
     let data = serde_json::to_string(event).unwrap_or_default();
-    let frame = Event::default().event("triggered").data(data);
+    let name = if event.ty.ends_with(".triggered") { "triggered" } else { "event" };
+    let frame = Event::default().event(name).data(data);
     // An id with a line break cannot be an SSE id line (the data carries it anyway).
     if event.id.contains(['\n', '\r']) { frame } else { frame.id(&event.id) }
 }

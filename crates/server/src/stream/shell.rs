@@ -3,7 +3,10 @@
 //! each assignment to its connection's channel. Nothing else touches the hub, so no lock.
 //!
 //! What is offered: on connect, the open `.triggered` events of the member's subscribed
-//! (non-wildcard) types; afterwards every subscribed event from the bus. Events not yet due
+//! (non-wildcard) types; afterwards every subscribed event from the bus — `.triggered` ones and
+//! the others an integration reacts to (the lighthouse's `get-sli.finished`: without it a remote
+//! lighthouse would wait for its SLI timeout, and forever for an evaluation whose replica died,
+//! since the timer died with it). Events not yet due
 //! (`triggeredAfter`) wait here until their time (one timer, for the earliest). Events moved
 //! from a member that left are checked against the store first, so finished work is not redone.
 
@@ -190,9 +193,8 @@ impl Shell {
         }
     }
 
-    /// A committed event from the bus is offered to the groups that subscribe to it: a
-    /// `.triggered` one when due (held until then), any other at once (lighthouse takes
-    /// `get-sli.finished` and `monitoring.configure`).
+    /// A committed event from the bus: offered to the groups that subscribe to it; `.triggered`
+    /// ones not yet due are held until they are.
     fn committed(&mut self, event: Item) {
         if !event.ty.ends_with(".triggered") {
             self.offer_everywhere(&event);
@@ -252,8 +254,9 @@ impl Shell {
     }
 
     /// Events handed over (from a member that left, or that waited) are sent unless they are no
-    /// longer open: a killed replica may have finished them without acking. (Only task events
-    /// have open rows; a sequence's own `.triggered` is sent again as it is.) One the receiving
+    /// longer open: a killed replica may have finished them without acking. (Only a task's
+    /// `.triggered` has an open row; a sequence's own `.triggered`, or a `.finished`, is sent
+    /// again as it is — handling one twice is the integration's everyday duplicate.) One the receiving
     /// member does not subscribe to is dropped from the hub; it stays open in the store, where
     /// the next catch-up of a member that takes it finds it.
     async fn send_if_open(&mut self, group: &str, deliveries: Vec<Delivery<Item>>) {
@@ -262,8 +265,7 @@ impl Shell {
                 self.hub.ack(group, &d.member, std::slice::from_ref(&d.id));
                 continue;
             }
-            // Only a task's `.triggered` has an open row to check.
-            if !d.item.ty.ends_with(".triggered") || !matches!(EventType::parse(&d.item.ty), EventType::Task { .. }) {
+            if !has_open_row(&d.item.ty) {
                 self.send(d);
                 continue;
             }
@@ -347,6 +349,11 @@ impl Shell {
     }
 }
 
+/// Whether the event type has a row in the open `.triggered` index (a task's `.triggered`).
+fn has_open_row(ty: &str) -> bool {
+    matches!(EventType::parse(ty), EventType::Task { kind, .. } if kind == "triggered")
+}
+
 /// Whether member `member`'s registration currently subscribes to the event.
 fn takes(members: &HashMap<String, MemberInfo>, directory: &Directory, member: &str, event: &Item) -> bool {
     let Some(info) = members.get(member) else { return false };
@@ -377,5 +384,20 @@ impl Recent {
 
     fn contains(&self, group: &str, id: &str) -> bool {
         self.set.contains(&(group.to_string(), id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_open_row;
+
+    #[test]
+    fn only_a_tasks_triggered_is_checked_for_being_open() {
+        assert!(has_open_row("sh.keptn.event.evaluation.triggered"));
+        // A handed-over answer (the lighthouse's get-sli.finished) has no open row: checking
+        // it would drop it as done, and the evaluation would never be scored.
+        assert!(!has_open_row("sh.keptn.event.get-sli.finished"));
+        assert!(!has_open_row("sh.keptn.event.dev.delivery.triggered"));
+        assert!(!has_open_row("sh.keptn.log.error"));
     }
 }
