@@ -672,3 +672,40 @@ impl TestServer {
         }
     }
 }
+
+impl TestServer {
+    /// Waits (bounded) until the built-ins were offered `event` (a stored event, as the datastore
+    /// returns it). In nats mode delivery is asynchronous (outbox, stream, consumer): this waits
+    /// until the stream holds it and every integration's consumer has delivered and had acked
+    /// all it holds. In the other modes the built-ins are offered an event as it is committed:
+    /// nothing to wait for.
+    pub async fn builtins_offered(&self, event: &Value) {
+        let (Some(url), Builtins::Nats) = (&self.nats_url, builtins()) else { return };
+        let (Some(id), Some(ty)) = (event["id"].as_str(), event["type"].as_str()) else {
+            panic!("not a stored event: {event}")
+        };
+        let js = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.expect("NATS reachable"));
+        eventually(Duration::from_secs(10), "the event in the stream and every consumer caught up", || {
+            let js = js.clone();
+            async move {
+                use futures_util::StreamExt;
+                let stream = js.get_stream("KEPTN").await.ok()?;
+                let last = stream.get_last_raw_message_by_subject(ty).await.ok()?;
+                let body: Value = serde_json::from_slice(&last.payload).ok()?;
+                if body["id"] != id {
+                    return None;
+                }
+                let mut consumers = stream.consumers();
+                while let Some(info) = consumers.next().await {
+                    let info = info.ok()?;
+                    let integration = info.name != "keptn-control-plane";
+                    if integration && (info.num_pending > 0 || info.num_ack_pending > 0) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await;
+    }
+}
