@@ -387,11 +387,9 @@ impl State {
             self.held.push((due, event, ack));
             return Some(self.clock.instant_of(due));
         }
-        if self.subscriptions.is_none() {
-            // Not registered: whether it is subscribed is unknown. Left unacknowledged for the
-            // transport to offer again (the catch-up after registering reads the open ones).
-            return None;
-        }
+        // Not registered: whether it is subscribed is unknown. Left unacknowledged for the
+        // transport to offer again (the catch-up after registering reads the open ones).
+        self.subscriptions.as_ref()?;
         let subscribed = self.subscribed(&event);
         let check = self.checks_subscriptions
             && self.id.as_deref().is_some_and(|id| self.plane.current_subscriptions(id).is_none());
