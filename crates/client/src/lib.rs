@@ -6,9 +6,13 @@
 
 mod context;
 mod feed;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod sse;
 
 pub use feed::{NoStream, StreamFeed};
+#[cfg(feature = "nats")]
+pub use nats::JetStreamFeed;
 pub use sse::EventStream;
 
 use keptn_spec::KeptnEvent;

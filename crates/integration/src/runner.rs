@@ -7,6 +7,9 @@
 //! reads the open `.triggered` events of its subscribed types from the control plane — unless the
 //! feed delivers those itself ([`Feed::delivers_open_events`]): then several replicas share them
 //! through the feed and the runner never reads them.
+//!
+//! A delivered event whose `time` is in the future (a delayed `.triggered`, published when it
+//! was committed) is held, unacknowledged, until it is due.
 
 use crate::{Context, ContextError, ControlPlane, Integration, KubernetesMetadata, LogEntry, Metadata};
 use crate::{Registration, Subscription};
@@ -41,6 +44,13 @@ pub trait Feed: Send {
     /// shares work between replicas does); then the runner never reads them itself, so two
     /// replicas do not both take one.
     fn delivers_open_events(&self) -> bool {
+        false
+    }
+    /// Whether the feed selects events by type only, not by the stored subscriptions (a
+    /// JetStream consumer filtered on subjects): then, where the control plane cannot tell the
+    /// subscriptions at once, the runner reads them (a heartbeat) before handling a delivered
+    /// event, so that a user's edit counts from the next event on, not from the next heartbeat.
+    fn selects_by_type_only(&self) -> bool {
         false
     }
 }
@@ -160,6 +170,7 @@ impl Runner {
     /// flight before returning.
     pub async fn run(self, mut feed: Box<dyn Feed>) {
         let reads_open = !feed.delivers_open_events();
+        let checks_subscriptions = feed.selects_by_type_only();
         let mut state = State {
             name: self.integration.name(),
             ctx: self.plane.clone(),
@@ -168,6 +179,7 @@ impl Runner {
             registration: self.registration,
             retry: self.retry,
             reads_open,
+            checks_subscriptions,
             permits: Arc::new(Semaphore::new(self.concurrency)),
             clock: Clock::new(),
             id: None,
@@ -177,6 +189,7 @@ impl Runner {
             prune_at: PRUNE_AT,
             tasks: JoinSet::new(),
             in_flight: HashMap::new(),
+            held: Vec::new(),
         };
         let mut next_beat = Instant::now() + if state.register().await { self.heartbeat } else { self.retry };
         let mut wake = state.catch_up().await;
@@ -192,7 +205,7 @@ impl Runner {
             tokio::select! {
                 got = feed.next(), if feed_open => match got {
                     Some(Delivery::Event { event, ack }) => {
-                        state.deliver(event, ack);
+                        wake = earliest(wake, state.deliver(event, ack));
                         if state.handled.len() >= state.prune_at {
                             wake = earliest(wake, state.prune().await);
                         }
@@ -205,7 +218,10 @@ impl Runner {
                         wake = earliest(wake, Some(retry_at));
                     }
                 }
-                _ = sleep => wake = state.catch_up().await,
+                _ = sleep => {
+                    state.release_due();
+                    wake = earliest(state.catch_up().await, state.next_held());
+                }
                 _ = tokio::time::sleep_until(next_beat) => {
                     let (ok, registered_again) = state.beat().await;
                     next_beat = Instant::now() + if ok { self.heartbeat } else { self.retry };
@@ -214,6 +230,7 @@ impl Runner {
                     }
                 }
             }
+            // Held events are dropped unacknowledged: their transport is gone.
             if !feed_open && state.tasks.is_empty() {
                 return;
             }
@@ -265,6 +282,8 @@ enum Taken {
 struct Outcome {
     id: String,
     transient: bool,
+    /// Not handled: the stored subscriptions, read before handling, do not match it.
+    unsubscribed: bool,
 }
 
 struct State {
@@ -275,6 +294,8 @@ struct State {
     registration: Registration,
     retry: Duration,
     reads_open: bool,
+    /// Read the stored subscriptions before handling a delivered event ([`Feed::selects_by_type_only`]).
+    checks_subscriptions: bool,
     permits: Arc<Semaphore>,
     clock: Clock,
     /// None while it is not registered (registering failed, or the registration is gone).
@@ -287,6 +308,8 @@ struct State {
     tasks: JoinSet<Outcome>,
     /// Which event each handling task handles (to forget it should the task panic).
     in_flight: HashMap<tokio::task::Id, String>,
+    /// Delivered events not due yet (wall-clock ms), with their acks.
+    held: Vec<(i64, Arc<KeptnEvent>, Option<Ack>)>,
 }
 
 impl State {
@@ -354,30 +377,58 @@ impl State {
         (ok, ok && !was_subscribed)
     }
 
-    /// An event from the feed: handled if subscribed and not taken yet; acked otherwise (a
-    /// repeat of one in flight is acked when that one is done).
-    fn deliver(&mut self, event: Arc<KeptnEvent>, ack: Option<Ack>) {
-        if self.subscriptions.is_none() {
-            // Not registered: whether it is subscribed is unknown. Left unacknowledged for the
-            // transport to offer again (the catch-up after registering reads the open ones).
-            return;
+    /// An event from the feed: held if not due yet (returns when it is), else handled if
+    /// subscribed and not taken yet; acked otherwise (a repeat of one in flight is acked when
+    /// that one is done).
+    fn deliver(&mut self, event: Arc<KeptnEvent>, ack: Option<Ack>) -> Option<Instant> {
+        if let Some(due) = parse_time(&event.time)
+            && due > self.clock.now_ms()
+        {
+            self.held.push((due, event, ack));
+            return Some(self.clock.instant_of(due));
         }
+        // Not registered: whether it is subscribed is unknown. Left unacknowledged for the
+        // transport to offer again (the catch-up after registering reads the open ones).
+        self.subscriptions.as_ref()?;
         // A feed that delivers open events is the server's stream, which already matched the
         // stored subscriptions (an edit counts there at once, here only from the next heartbeat).
-        if self.reads_open && !self.subscribed(&event) {
+        let subscribed = !self.reads_open || self.subscribed(&event);
+        let check = self.checks_subscriptions
+            && self.id.as_deref().is_some_and(|id| self.plane.current_subscriptions(id).is_none());
+        if !subscribed && !check {
             spawn_acks(ack.into_iter().collect());
-            return;
+            return None;
         }
         match self.handled.get_mut(&event.id) {
             Some(Taken::InFlight(waiting)) => waiting.extend(ack),
             Some(Taken::Done(_)) => spawn_acks(ack.into_iter().collect()),
-            None => self.handle(event, ack),
+            // With `check`, whether it is subscribed is decided by the stored subscriptions;
+            // `subscribed` (those of the last heartbeat) counts if they cannot be read.
+            None => self.handle(event, ack, check.then_some(subscribed)),
+        }
+        None
+    }
+
+    /// Delivers the held events that are due now.
+    fn release_due(&mut self) {
+        let now = self.clock.now_ms();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|h| h.0 <= now);
+        self.held = later;
+        for (_, event, ack) in due {
+            self.deliver(event, ack);
         }
     }
 
+    /// When the next held event falls due.
+    fn next_held(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.0).min().map(|ms| self.clock.instant_of(ms))
+    }
+
     /// Handles the event in its own task; its ack is awaited after handling or a permanent
-    /// error, not after a transient one (the transport offers it again).
-    fn handle(&mut self, event: Arc<KeptnEvent>, ack: Option<Ack>) {
+    /// error, not after a transient one (the transport offers it again). With `check`, the task
+    /// first reads the stored subscriptions and acks without handling if none matches
+    /// (`check` = whether the last heartbeat's did, for when they cannot be read).
+    fn handle(&mut self, event: Arc<KeptnEvent>, ack: Option<Ack>, check: Option<bool>) {
         self.handled.insert(event.id.clone(), Taken::InFlight(Vec::new()));
         let (integration, ctx, plane) = (self.integration.clone(), self.ctx.clone(), self.plane.clone());
         let (permits, name, integration_id) = (self.permits.clone(), self.name, self.id.clone().unwrap_or_default());
@@ -385,6 +436,20 @@ impl State {
         tracing::debug!(integration = name, event = %event.id, r#type = %event.ty, "handling");
         let task = self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            if let Some(subscribed_before) = check {
+                let subscribed = match plane.heartbeat(&integration_id).await {
+                    Ok(Some(subs)) => {
+                        subs.iter().any(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
+                    }
+                    Ok(None) | Err(_) => subscribed_before,
+                };
+                if !subscribed {
+                    if let Some(ack) = ack {
+                        ack.await;
+                    }
+                    return Outcome { id: event.id.clone(), transient: false, unsubscribed: true };
+                }
+            }
             let result = integration.handle(event.clone(), ctx).await;
             let transient = match result {
                 Ok(()) => false,
@@ -410,7 +475,7 @@ impl State {
             if !transient && let Some(ack) = ack {
                 ack.await;
             }
-            Outcome { id: event.id.clone(), transient }
+            Outcome { id: event.id.clone(), transient, unsubscribed: false }
         });
         self.in_flight.insert(task.id(), id);
     }
@@ -427,7 +492,9 @@ impl State {
         };
         let id = self.in_flight.remove(&task)?;
         // A panic counts as a permanent failure: it would happen again.
-        let transient = outcome.is_some_and(|o| o.transient && o.id == id);
+        let ours = outcome.filter(|o| o.id == id);
+        let transient = ours.as_ref().is_some_and(|o| o.transient);
+        let unsubscribed = ours.as_ref().is_some_and(|o| o.unsubscribed);
         let waiting = match self.handled.remove(&id) {
             Some(Taken::InFlight(waiting)) => waiting,
             _ => Vec::new(),
@@ -437,6 +504,11 @@ impl State {
             // waiting acks are dropped unacknowledged for the transport to redeliver.
             drop(waiting);
             return self.reads_open.then(|| Instant::now() + self.retry);
+        }
+        if unsubscribed {
+            // Not taken: should a subscription match it later, a new offer is handled.
+            spawn_acks(waiting);
+            return None;
         }
         self.seq += 1;
         self.handled.insert(id, Taken::Done(self.seq));
@@ -476,7 +548,7 @@ impl State {
                 if due > now {
                     next_due = Some(next_due.map_or(due, |n| n.min(due)));
                 } else if self.subscribed(&event) && !self.handled.contains_key(&event.id) {
-                    self.handle(Arc::new(event), None);
+                    self.handle(Arc::new(event), None, None);
                 }
             }
         }

@@ -3,12 +3,14 @@
 //! its `location`), sends heartbeats and handles the `.triggered` events of its subscriptions.
 //! Events arrive on the control plane's event stream, which shares them between the replicas of
 //! one integration (each event goes to one replica); against a control plane without the stream
-//! (keptn 1.x) it polls `GET /api/controlPlane/v1/event/triggered/{type}` instead.
+//! (keptn 1.x) it polls `GET /api/controlPlane/v1/event/triggered/{type}` instead. With
+//! `--nats-url` the events come from NATS JetStream instead (a durable consumer per
+//! integration, shared by its replicas; docs/nats.md), everything else stays HTTP.
 
 use crate::cli::config;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use keptn_client::{Client, StreamFeed};
+use keptn_client::{Client, JetStreamFeed, StreamFeed};
 use keptn_integration::runner::{self, Feed, Runner, Tick};
 use keptn_integration::{ControlPlane, Integration};
 use std::sync::Arc;
@@ -47,8 +49,14 @@ pub struct RunArgs {
     replica: Option<String>,
     /// Poll for open events every this often instead of using the event stream (keptn 1.x's
     /// behaviour; chosen automatically against a control plane without the stream).
-    #[arg(long, value_parser = crate::server_cmd::parse_duration)]
+    #[arg(long, value_parser = crate::server_cmd::parse_duration, conflicts_with = "nats_url")]
     poll: Option<Duration>,
+    /// Take the events from NATS JetStream (the control plane runs with the same --nats-url):
+    /// a durable consumer `keptn-<integration>` per integration, shared by its replicas (each
+    /// event goes to one of them). Sending events, the datastore, resources and registration
+    /// stay on the control plane's API.
+    #[arg(long, env = "KEPTN_NATS_URL", value_name = "nats://HOST:PORT")]
+    nats_url: Option<String>,
     /// Quality gates: an evaluation whose SLI provider does not answer within this time fails.
     #[arg(long, env = "KEPTN_SLI_TIMEOUT", default_value = "10m", value_parser = crate::server_cmd::parse_duration)]
     sli_timeout: Duration,
@@ -124,11 +132,17 @@ async fn run_integrations(args: RunArgs) -> anyhow::Result<()> {
             &args.namespace,
             integration.subscriptions(),
         );
-        let feed = feed(&client, &plane, &*integration, registration.clone(), &replica, args.poll).await?;
+        let feed: Box<dyn Feed> = match &args.nats_url {
+            // Before the runner registers, so that what is committed once the registration shows
+            // reaches the consumer; earlier events come from the runner's open-events read.
+            Some(url) => Box::new(JetStreamFeed::connect(url, integration.name(), integration.subscriptions()).await?),
+            None => feed(&client, &plane, &*integration, registration.clone(), &replica, args.poll).await?,
+        };
         let runner = Runner::new(integration, plane.clone(), registration);
         runners.spawn(runner.run(feed));
     }
-    println!("running {} against {} as replica {replica}", keys.join(", "), client.endpoint());
+    let via = args.nats_url.as_deref().map(|url| format!(", events from NATS at {url}")).unwrap_or_default();
+    println!("running {} against {} as replica {replica}{via}", keys.join(", "), client.endpoint());
     let stop = crate::server_cmd::shutdown_signal();
     tokio::select! {
         _ = stop => {}

@@ -177,6 +177,8 @@ async fn approval(db: Db) {
         async move { client.open_triggered(APPROVAL, "p").await.into_iter().find(|e| e["shkeptncontext"] == ctx) }
     })
     .await;
+    // Offered while unsubscribed (with NATS that takes a moment after the commit).
+    server.builtins_offered(&triggered).await;
     let only_p = json!({ "event": APPROVAL, "filter": { "projects": ["p"] } });
     let (s, b) = client.post(&format!("{CP}/uniform/registration/{id}/subscription"), only_p).await;
     assert_eq!(s, 201, "{b}");

@@ -124,6 +124,7 @@ impl Integration for Recorder {
 struct ChannelFeed {
     rx: mpsc::UnboundedReceiver<Delivery>,
     open_events: bool,
+    by_type: bool,
 }
 
 #[async_trait::async_trait]
@@ -133,6 +134,9 @@ impl Feed for ChannelFeed {
     }
     fn delivers_open_events(&self) -> bool {
         self.open_events
+    }
+    fn selects_by_type_only(&self) -> bool {
+        self.by_type
     }
 }
 
@@ -159,11 +163,15 @@ struct Setup {
 }
 
 fn start(plane: FakePlane, recorder: Recorder, open_events: bool) -> Setup {
+    start_feed(plane, recorder, open_events, false)
+}
+
+fn start_feed(plane: FakePlane, recorder: Recorder, open_events: bool, by_type: bool) -> Setup {
     let (plane, recorder) = (Arc::new(plane), Arc::new(recorder));
     let (tx, rx) = mpsc::unbounded_channel();
     let reg = registration("recorder-service", "1.0.0", "built-in", "control-plane", "keptn", &[DEPLOY]);
     let runner = Runner::new(recorder.clone(), plane.clone(), reg).retry(Duration::from_secs(5));
-    let task = tokio::spawn(runner.run(Box::new(ChannelFeed { rx, open_events })));
+    let task = tokio::spawn(runner.run(Box::new(ChannelFeed { rx, open_events, by_type })));
     Setup { plane, recorder, tx, task }
 }
 
@@ -227,6 +235,31 @@ async fn keeps_what_the_current_subscriptions_match() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_feed_selecting_by_type_reads_the_subscriptions_before_handling() {
+    let s = start_feed(FakePlane::default(), Recorder::default(), false, true);
+    settle(10).await;
+    let only = |project: &str| Subscription {
+        id: "s1".into(),
+        event: DEPLOY.into(),
+        filter: crate::Filter { projects: vec![project.into()], ..Default::default() },
+    };
+    // Edited after the last heartbeat: counts at once all the same.
+    s.plane.set_subscriptions(vec![only("b")]);
+    let (acked, unused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    deliver(&s.tx, event("for-a", "a", now_ms()), ack(&s.recorder, "for-a", &acked, &unused));
+    deliver(&s.tx, event("for-b", "b", now_ms()), None);
+    settle(50).await;
+    assert_eq!(s.recorder.attempts_of("for-a"), 0, "filtered out by the stored subscriptions");
+    assert_eq!(s.recorder.attempts_of("for-b"), 1);
+    assert_eq!(acked.load(Ordering::SeqCst), 1, "an event nobody subscribes to is acked");
+    s.plane.set_subscriptions(vec![only("a")]);
+    deliver(&s.tx, event("for-a", "a", now_ms()), None);
+    settle(50).await;
+    assert_eq!(s.recorder.attempts_of("for-a"), 1, "not taken before: offered again, it is handled");
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn catches_up_at_start_and_when_a_delayed_event_falls_due() {
     let plane = FakePlane::default();
     let now = now_ms();
@@ -241,6 +274,25 @@ async fn catches_up_at_start_and_when_a_delayed_event_falls_due() {
     assert_eq!(s.recorder.attempts_of("later"), 1, "handled when due");
     assert_eq!(s.recorder.attempts_of("due"), 1);
     assert!(s.plane.open_reads.load(Ordering::SeqCst) > reads, "woke up to read them again");
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn holds_a_delivered_event_until_it_is_due() {
+    // A feed that delivers open events, so only the hold (not a catch-up) can handle it.
+    let s = start(FakePlane::default(), Recorder::default(), true);
+    settle(10).await;
+    let (acked, done_first) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    deliver(&s.tx, event("delayed", "p", now_ms() + 3_000), ack(&s.recorder, "delayed", &acked, &done_first));
+    deliver(&s.tx, event("now", "p", now_ms() - 10), None);
+    settle(2_500).await;
+    assert_eq!(s.recorder.attempts_of("now"), 1, "a due event is not held back by a delayed one");
+    assert_eq!(s.recorder.attempts_of("delayed"), 0, "not before its time");
+    assert_eq!(acked.load(Ordering::SeqCst), 0, "held unacknowledged");
+    settle(1_000).await;
+    assert_eq!(s.recorder.attempts_of("delayed"), 1, "handled once due");
+    assert_eq!(acked.load(Ordering::SeqCst), 1);
+    assert!(done_first.load(Ordering::SeqCst), "acked after handling");
     s.task.abort();
 }
 

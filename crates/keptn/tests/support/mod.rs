@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod nats;
 pub mod prometheus;
 
 use keptn_server::{RunningServer, ServerConfig};
@@ -37,17 +38,39 @@ pub struct TestServer {
     /// The built-ins `keptn integration run` runs for this server (remote mode), and that process.
     remote_keys: Vec<String>,
     remote: Option<RemoteBuiltins>,
+    /// The server's `nats_url` (kept on restart).
+    nats_url: Option<String>,
+    /// The nats-server of `KEPTN_TEST_BUILTINS=nats`; last, so it outlives the server and the
+    /// integrations when dropped.
+    nats: Option<nats::Nats>,
 }
 
-/// How the tests run the built-in integrations: `KEPTN_TEST_BUILTINS=remote` runs them in a
-/// child process, `keptn integration run … --endpoint <server>`, with the server running none
-/// itself; by default (`in-process`) the server runs them.
-pub fn remote_builtins() -> bool {
+/// How the tests run the built-in integrations (`KEPTN_TEST_BUILTINS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtins {
+    /// `in-process` (the default): the server runs them.
+    InProcess,
+    /// `remote`: a child process, `keptn integration run … --endpoint <server>`, runs them on
+    /// the server's event stream; the server runs none itself.
+    Remote,
+    /// `nats`: as `remote`, but the events come from NATS JetStream: the harness starts a
+    /// nats-server of its own, the server publishes to it (`nats_url`) and the child runs with
+    /// `--nats-url`.
+    Nats,
+}
+
+pub fn builtins() -> Builtins {
     match std::env::var("KEPTN_TEST_BUILTINS").as_deref() {
-        Ok("remote") => true,
-        Ok("in-process") | Ok("") | Err(_) => false,
-        Ok(other) => panic!("KEPTN_TEST_BUILTINS={other:?}: use in-process or remote"),
+        Ok("remote") => Builtins::Remote,
+        Ok("nats") => Builtins::Nats,
+        Ok("in-process") | Ok("") | Err(_) => Builtins::InProcess,
+        Ok(other) => panic!("KEPTN_TEST_BUILTINS={other:?}: use in-process, remote or nats"),
     }
+}
+
+/// Whether a `keptn integration run` child process runs the built-ins (remote or nats mode).
+pub fn remote_builtins() -> bool {
+    builtins() != Builtins::InProcess
 }
 
 /// A `keptn integration run` child process, killed with the test.
@@ -60,15 +83,22 @@ impl Drop for RemoteBuiltins {
     }
 }
 
-/// Starts `keptn integration run KEYS…` against the server and waits until each of them is
-/// registered (the events before that are caught up when its stream opens).
+/// Starts `keptn integration run KEYS…` against the server (taking the events from NATS when
+/// `nats_url` is given) and waits until each of them is registered (the events before that are
+/// caught up when its stream opens, or by its open-events read at start).
 async fn spawn_remote(
     url: &str,
     token: &str,
     keys: &[String],
     quality_gates: &keptn_server::QualityGates,
+    nats_url: Option<&str>,
 ) -> RemoteBuiltins {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keptn"));
+    if let Some(nats) = nats_url {
+        cmd.env("KEPTN_NATS_URL", nats);
+    } else {
+        cmd.env_remove("KEPTN_NATS_URL");
+    }
     cmd.args(["integration", "run"])
         .args(keys)
         .args(["--endpoint", url, "--api-token", token, "--allow-outbound", "loopback"])
@@ -206,6 +236,16 @@ impl TestServer {
         };
         tune(&mut config);
         let remote_keys = if remote_builtins() { std::mem::take(&mut config.integrations) } else { Vec::new() };
+        // nats mode: a nats-server of this server's own, unless the test brought one.
+        let nats = match builtins() == Builtins::Nats && config.nats_url.is_none() {
+            true => Some(nats::Nats::start()),
+            false => None,
+        };
+        if let Some(nats) = &nats {
+            config.nats_url = Some(nats.url());
+        }
+        let nats_url = config.nats_url.clone();
+        let remote_nats = nats_url.as_deref().filter(|_| builtins() == Builtins::Nats);
         let quality_gates = config.quality_gates.clone();
         let outbound = config.outbound.clone();
         let extra_integrations = config.extra_integrations.clone();
@@ -213,7 +253,7 @@ impl TestServer {
         let url = format!("http://{}", server.addr);
         let remote = match remote_keys.is_empty() {
             true => None,
-            false => Some(spawn_remote(&url, &token, &remote_keys, &quality_gates).await),
+            false => Some(spawn_remote(&url, &token, &remote_keys, &quality_gates, remote_nats).await),
         };
         Some(TestServer {
             remote_keys,
@@ -227,6 +267,8 @@ impl TestServer {
             quality_gates,
             outbound,
             extra_integrations,
+            nats_url,
+            nats,
         })
     }
 
@@ -616,7 +658,7 @@ impl TestServer {
             quality_gates: self.quality_gates.clone(),
             outbound: self.outbound.clone(),
             http: keptn_server::HttpLimits::default(),
-            nats_url: None,
+            nats_url: self.nats_url.clone(),
             integrations: if self.remote_keys.is_empty() { keptn_server::all_integrations() } else { Vec::new() },
             extra_integrations: self.extra_integrations.clone(),
         };
@@ -624,7 +666,46 @@ impl TestServer {
         self.url = format!("http://{}", server.addr);
         self.server = Some(server);
         if !self.remote_keys.is_empty() {
-            self.remote = Some(spawn_remote(&self.url, &self.token, &self.remote_keys, &self.quality_gates).await);
+            let nats = self.nats_url.as_deref().filter(|_| builtins() == Builtins::Nats);
+            self.remote =
+                Some(spawn_remote(&self.url, &self.token, &self.remote_keys, &self.quality_gates, nats).await);
         }
+    }
+}
+
+impl TestServer {
+    /// Waits (bounded) until the built-ins were offered `event` (a stored event, as the datastore
+    /// returns it). In nats mode delivery is asynchronous (outbox, stream, consumer): this waits
+    /// until the stream holds it and every integration's consumer has delivered and had acked
+    /// all it holds. In the other modes the built-ins are offered an event as it is committed:
+    /// nothing to wait for.
+    pub async fn builtins_offered(&self, event: &Value) {
+        let (Some(url), Builtins::Nats) = (&self.nats_url, builtins()) else { return };
+        let (Some(id), Some(ty)) = (event["id"].as_str(), event["type"].as_str()) else {
+            panic!("not a stored event: {event}")
+        };
+        let js = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.expect("NATS reachable"));
+        eventually(Duration::from_secs(10), "the event in the stream and every consumer caught up", || {
+            let js = js.clone();
+            async move {
+                use futures_util::StreamExt;
+                let stream = js.get_stream("KEPTN").await.ok()?;
+                let last = stream.get_last_raw_message_by_subject(ty).await.ok()?;
+                let body: Value = serde_json::from_slice(&last.payload).ok()?;
+                if body["id"] != id {
+                    return None;
+                }
+                let mut consumers = stream.consumers();
+                while let Some(info) = consumers.next().await {
+                    let info = info.ok()?;
+                    let integration = info.name != "keptn-control-plane";
+                    if integration && (info.num_pending > 0 || info.num_ack_pending > 0) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await;
     }
 }
