@@ -170,15 +170,16 @@ impl Context for InProcess {
             q.offset = query.offset as i64;
             q.limit = query.limit as i64;
         }
-        let (rows, _total) = state.store.query_events(&q).await.map_err(|e| refused(e.into()))?;
+        // No total: an integration pages by offset and limit (one query, not two).
+        let events = state.store.list_events(&q).await.map_err(|e| refused(e.into()))?;
         if query.newest_first {
-            return Ok(events_of(rows));
+            return Ok(events);
         }
-        let mut rows: Vec<Value> = rows.into_iter().rev().skip(query.offset).collect();
+        let mut events: Vec<KeptnEvent> = events.into_iter().rev().skip(query.offset).collect();
         if query.limit > 0 {
-            rows.truncate(query.limit);
+            events.truncate(query.limit);
         }
-        Ok(events_of(rows))
+        Ok(events)
     }
 
     async fn resource(&self, at: &ResourceAt) -> ContextResult<Option<Vec<u8>>> {
