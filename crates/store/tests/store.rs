@@ -393,6 +393,10 @@ async fn query_events_filters_pages_orders(db: &TestDb) {
     assert_eq!((ids(&evs), total), (vec!["e1"], 5));
     let (evs, _) = all(EventQuery { project: Some("p".into()), offset: 9, limit: 2, ..Default::default() }).await;
     assert!(evs.is_empty());
+    // The same page without its total, as events.
+    let q = EventQuery { project: Some("p".into()), offset: 1, limit: 2, ..Default::default() };
+    let listed: Vec<String> = s.list_events(&q).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(listed, ["e4", "e3"]);
 
     let (evs, _) = all(EventQuery { stage: Some("prod".into()), ..Default::default() }).await;
     assert_eq!(ids(&evs), ["e5", "e4", "e3"]);
