@@ -2,10 +2,10 @@
 //! an integration against a remote control plane exactly as the server runs it in-process.
 
 use crate::{Client, ClientError, encode, resource_level, with_query};
+use keptn_formats::KeptnEvent;
 use keptn_integration::{
     Context, ContextError, ContextResult, ControlPlane, EventQuery, LogEntry, Registration, ResourceAt, Subscription,
 };
-use keptn_spec::KeptnEvent;
 use serde_json::{Value, json};
 
 impl From<ClientError> for ContextError {

@@ -4,8 +4,8 @@
 //! apart so the caller can poll instead.
 
 use crate::{Client, ClientError, EventStream};
+use keptn_formats::KeptnEvent;
 use keptn_integration::runner::{Delivery, Feed};
-use keptn_spec::KeptnEvent;
 use std::sync::Arc;
 use std::time::Duration;
 

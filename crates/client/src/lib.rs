@@ -15,7 +15,7 @@ pub use feed::{NoStream, StreamFeed};
 pub use nats::JetStreamFeed;
 pub use sse::EventStream;
 
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 

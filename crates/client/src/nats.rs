@@ -14,8 +14,8 @@
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures_util::StreamExt;
+use keptn_formats::KeptnEvent;
 use keptn_integration::runner::{Ack, Delivery, Feed};
-use keptn_spec::KeptnEvent;
 use std::sync::Arc;
 use std::time::Duration;
 

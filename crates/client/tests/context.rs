@@ -3,8 +3,8 @@
 //! the head, heartbeats after the registration is gone, and refused vs unavailable errors.
 
 use keptn_client::Client;
+use keptn_formats::KeptnEvent;
 use keptn_integration::{Context, ContextError, ControlPlane, EventQuery, Registration, ResourceAt};
-use keptn_spec::KeptnEvent;
 use serde_json::json;
 use std::time::Duration;
 

@@ -123,7 +123,7 @@ impl fmt::Display for Scope<'_> {
 }
 
 /// Project, stage and service names become path components: they must be one plain component.
-/// (keptn's stricter naming rules are checked by the API layer, `keptn-spec`.)
+/// (keptn's stricter naming rules are checked by the API layer, `keptn-formats`.)
 fn validate_name(kind: &'static str, name: &str) -> Result<()> {
     let bad = |reason| Err(Error::InvalidName { kind, name: name.to_string(), reason });
     if name.is_empty() {

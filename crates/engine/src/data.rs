@@ -1,9 +1,9 @@
 //! Pure payload arithmetic: aggregating answers, building the next task's data, selectors.
 
 use crate::model::{DoneTask, Execution, FinishedAnswer};
-use keptn_spec::merge::merge;
-use keptn_spec::shipyard::Selector;
-use keptn_spec::{TaskResult, TaskStatus};
+use keptn_formats::merge::merge;
+use keptn_formats::shipyard::Selector;
+use keptn_formats::{TaskResult, TaskStatus};
 use serde_json::{Map, Value, json};
 
 /// Worst-of result and keptn's status rule over all `.finished` answers of one task.

@@ -14,9 +14,9 @@
 pub mod data;
 pub mod model;
 
-use keptn_spec::event_type::{self, EventType};
-use keptn_spec::shipyard::{Sequence, Shipyard, Task};
-use keptn_spec::{KeptnEvent, TaskResult, TaskStatus, duration};
+use keptn_formats::event_type::{self, EventType};
+use keptn_formats::shipyard::{Sequence, Shipyard, Task};
+use keptn_formats::{KeptnEvent, TaskResult, TaskStatus, duration};
 use model::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

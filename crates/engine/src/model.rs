@@ -1,7 +1,7 @@
 //! The engine's data: sequence executions and what they remember.
 
-use keptn_spec::shipyard::Task;
-use keptn_spec::{TaskResult, TaskStatus};
+use keptn_formats::shipyard::Task;
+use keptn_formats::{TaskResult, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;

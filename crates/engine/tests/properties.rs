@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use keptn_engine::Effect;
-use keptn_spec::KeptnEvent;
-use keptn_spec::event_type::EventType;
+use keptn_formats::KeptnEvent;
+use keptn_formats::event_type::EventType;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

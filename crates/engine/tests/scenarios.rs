@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use keptn_engine::{Config, Control, Effect, ExecState, TimerKind};
-use keptn_spec::{TaskResult, TaskStatus};
+use keptn_formats::{TaskResult, TaskStatus};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -1113,7 +1113,7 @@ fn triggered_after_delays_delivery_and_timers() {
 // 11./12. Unknown sequences, the built-in evaluation
 // ---------------------------------------------------------------------------------------------
 
-fn assert_failed_finished(fx: &[Effect], trig: &keptn_spec::KeptnEvent, short_ty: &str, needle: &str) {
+fn assert_failed_finished(fx: &[Effect], trig: &keptn_formats::KeptnEvent, short_ty: &str, needle: &str) {
     assert_eq!(types(fx), [short_ty]);
     assert!(!fx.iter().any(|f| matches!(f, Effect::Open(_))), "an unrunnable sequence is not opened");
     let fin = &emits(fx)[0];

@@ -12,7 +12,7 @@ pub use subscription::{
     Filter, KubernetesMetadata, Metadata, Registration, Subscription, integration_id, subject_matches,
 };
 
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use serde_json::Value;
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@
 
 use crate::{Context, ContextError, ControlPlane, Integration, KubernetesMetadata, LogEntry, Metadata};
 use crate::{Registration, Subscription};
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;

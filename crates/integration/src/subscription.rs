@@ -80,7 +80,7 @@ impl Subscription {
         if self.event.trim().is_empty() {
             return Err("subscription.event must name an event type, e.g. sh.keptn.event.deployment.triggered".into());
         }
-        use keptn_spec::{event::check_length, event_type::TYPE_MAX, names};
+        use keptn_formats::{event::check_length, event_type::TYPE_MAX, names};
         check_length("subscription.event", &self.event, TYPE_MAX)?;
         let lists = [
             ("subscription.filter.projects", &self.filter.projects, names::PROJECT_NAME_MAX),

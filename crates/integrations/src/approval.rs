@@ -3,9 +3,9 @@
 //! for the input result; otherwise the approval is manual and a user's `approval.finished`
 //! (Bridge, CLI, API) decides it. With no property set, an approval is manual.
 
+use keptn_formats::event_type;
+use keptn_formats::{KeptnEvent, TaskResult};
 use keptn_integration::{Context, ContextResult, Integration, answer, common_data};
-use keptn_spec::event_type;
-use keptn_spec::{KeptnEvent, TaskResult};
 use serde_json::{Value, json};
 use std::sync::Arc;
 

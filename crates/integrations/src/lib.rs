@@ -12,8 +12,8 @@ pub mod sli;
 #[cfg(test)]
 mod testing;
 
+use keptn_formats::KeptnEvent;
 use keptn_integration::{ContextResult, Integration};
-use keptn_spec::KeptnEvent;
 use std::sync::Arc;
 use std::time::Duration;
 

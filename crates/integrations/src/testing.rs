@@ -2,8 +2,8 @@
 //! (keeping the first event of an id, as the real one does), answers datastore queries and
 //! serves resources. Commits are not modelled: every read is at the head.
 
+use keptn_formats::KeptnEvent;
 use keptn_integration::{Context, ContextError, ContextResult, EventQuery, LogEntry, ResourceAt};
-use keptn_spec::KeptnEvent;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 

@@ -649,7 +649,7 @@ async fn seed_events(url: &str, n: usize) -> anyhow::Result<(Vec<String>, i64)> 
                 } else {
                     format!("sh.keptn.event.task{i}.finished")
                 };
-                let event = keptn_spec::KeptnEvent::new(
+                let event = keptn_formats::KeptnEvent::new(
                     uuid::Uuid::now_v7().to_string(),
                     ty,
                     context.clone(),

@@ -66,7 +66,7 @@ pub struct ServerArgs {
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    keptn_spec::duration::parse(s)
+    keptn_formats::duration::parse(s)
 }
 
 fn default_data_dir() -> PathBuf {

@@ -147,7 +147,7 @@ async fn put_event(
     if let Some(t) = extra.get("triggeredid") {
         ev["triggeredid"] = t.clone();
     }
-    keptn_spec::merge::merge(&mut ev["data"], extra.get("data").unwrap_or(&json!({})));
+    keptn_formats::merge::merge(&mut ev["data"], extra.get("data").unwrap_or(&json!({})));
     client.send(ev).await;
     tokio::time::sleep(Duration::from_millis(3)).await; // distinct millisecond times
     latest_of_context(client, ctx).await

@@ -37,7 +37,7 @@ spec:
 /// Triggers a sequence in stage dev of project p; the deployment reports `labels.deploy`.
 async fn trigger(client: &Client, sequence: &str, service: &str, extra: Value) -> String {
     let mut data = json!({ "project": "p", "stage": "dev", "service": service });
-    keptn_spec::merge::merge(&mut data, &extra);
+    keptn_formats::merge::merge(&mut data, &extra);
     client
         .send(json!({ "type": format!("sh.keptn.event.dev.{sequence}.triggered"), "source": "test", "data": data }))
         .await

@@ -5,11 +5,11 @@
 
 mod support;
 
+use keptn_formats::KeptnEvent;
 use keptn_integration::{
     Context, ContextError, ContextResult, ControlPlane, EventQuery, Integration, LogEntry, ResourceAt, answer,
     common_data,
 };
-use keptn_spec::KeptnEvent;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

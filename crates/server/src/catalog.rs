@@ -1,7 +1,7 @@
 //! In-memory view of projects, their shipyards and services, for validating requests without a
 //! database round trip. The store is the source of truth; handlers update both under one lock.
 
-use keptn_spec::Shipyard;
+use keptn_formats::Shipyard;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]

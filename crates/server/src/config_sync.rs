@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::repo::repo;
 use crate::state::AppState;
 use keptn_configrepo::{ConfigRepo, Scope};
-use keptn_spec::Shipyard;
+use keptn_formats::Shipyard;
 use std::sync::Arc;
 
 pub const SHIPYARD: &str = "shipyard.yaml";

@@ -5,7 +5,7 @@
 
 use crate::outbound;
 use crate::uniform::Directory;
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use keptn_store::Store;
 use serde_json::json;
 use std::collections::BTreeMap;

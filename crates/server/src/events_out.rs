@@ -2,7 +2,7 @@
 
 use crate::clock::now_ms;
 use keptn_engine::format_time;
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use serde_json::Value;
 
 /// `sh.keptn.event.<name>` with source `shipyard-controller`, e.g. `project.create.started`.

@@ -7,8 +7,8 @@ use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
 use keptn_engine::format_time;
-use keptn_spec::KeptnEvent;
-use keptn_spec::event_type::EventType;
+use keptn_formats::KeptnEvent;
+use keptn_formats::event_type::EventType;
 use serde_json::{Value, json};
 
 pub const API_SOURCE: &str = "https://github.com/keptn/keptn/api";

@@ -16,12 +16,12 @@ use crate::ingest::{Ids, ingest};
 use crate::state::{AppState, Shared};
 use axum::http::StatusCode;
 use keptn_configrepo::{ConfigRepo, Scope};
+use keptn_formats::KeptnEvent;
 use keptn_integration::runner::{self, Delivery, Feed};
 use keptn_integration::{
     Context, ContextError, ContextResult, ControlPlane, EventQuery, Integration, LogEntry, Registration, ResourceAt,
     Subscription,
 };
-use keptn_spec::KeptnEvent;
 use keptn_store::OpenTriggeredQuery;
 use serde_json::{Value, json};
 use std::sync::{Arc, Weak};

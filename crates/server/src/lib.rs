@@ -27,7 +27,7 @@ mod writer;
 
 use anyhow::Context as _;
 use catalog::{Catalog, ProjectEntry};
-use keptn_spec::Shipyard;
+use keptn_formats::Shipyard;
 use keptn_store::Store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -115,7 +115,8 @@ pub async fn upsert_registration(state: &Shared, mut body: Integration) -> ApiRe
         return Err(ApiError::bad_request("name is required: the integration's name, e.g. jmeter-service"));
     }
     no_nul("name", &body.name)?;
-    keptn_spec::event::check_length("name", &body.name, keptn_spec::event::ID_MAX).map_err(ApiError::bad_request)?;
+    keptn_formats::event::check_length("name", &body.name, keptn_formats::event::ID_MAX)
+        .map_err(ApiError::bad_request)?;
     validate_push_url(state, &body.push_url)?;
     for s in &body.subscriptions {
         s.validate().map_err(ApiError::bad_request)?;
@@ -213,8 +214,12 @@ pub async fn insert_logs(state: &Shared, logs: Vec<Value>) -> ApiResult<()> {
             return Err(ApiError::bad_request(format!("logs[{i}].integrationid is required")));
         }
         no_nul(&format!("logs[{i}].integrationid"), &integration)?;
-        keptn_spec::event::check_length(&format!("logs[{i}].integrationid"), &integration, keptn_spec::event::ID_MAX)
-            .map_err(ApiError::bad_request)?;
+        keptn_formats::event::check_length(
+            &format!("logs[{i}].integrationid"),
+            &integration,
+            keptn_formats::event::ID_MAX,
+        )
+        .map_err(ApiError::bad_request)?;
         let time = match log["time"].as_str() {
             Some(t) => parse_time(t)
                 .ok_or_else(|| ApiError::bad_request(format!("logs[{i}].time {t:?} is not an ISO 8601 time")))?,

@@ -24,7 +24,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub integration_ttl_ms: i64,
     /// Every committed event, as the dispatcher delivers it (watchers listen here).
-    pub bus: tokio::sync::broadcast::Sender<Arc<keptn_spec::KeptnEvent>>,
+    pub bus: tokio::sync::broadcast::Sender<Arc<keptn_formats::KeptnEvent>>,
     /// keptnContexts whose state changed without an event (pause / resume).
     pub controls: tokio::sync::broadcast::Sender<String>,
     /// The HTTP client for user-supplied URLs, with the outbound policy.

@@ -52,10 +52,10 @@ impl Directory {
 
 /// A sequence's task `.triggered` that no integration subscribes to waits for nothing until the
 /// task start timeout ends it: say so when it goes out, not only then.
-pub fn warn_if_unsubscribed(directory: &Directory, event: &keptn_spec::KeptnEvent) {
-    use keptn_spec::event_type::EventType;
+pub fn warn_if_unsubscribed(directory: &Directory, event: &keptn_formats::KeptnEvent) {
+    use keptn_formats::event_type::EventType;
     let is_task = matches!(EventType::parse(&event.ty), EventType::Task { kind, .. } if kind == "triggered");
-    if !is_task || event.source != keptn_spec::event::CONTROL_PLANE_SOURCE {
+    if !is_task || event.source != keptn_formats::event::CONTROL_PLANE_SOURCE {
         return;
     }
     if !directory.subscribed(&event.ty, event.project(), event.stage(), event.service()) {

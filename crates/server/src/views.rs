@@ -103,7 +103,7 @@ pub fn execution_doc(exec: &Execution, directory: &Directory) -> Value {
             .iter()
             .map(|(source, a)| json!({ "source": source, "started": a.started, "finished": a.finished }))
             .collect();
-        let ty = keptn_spec::event_type::task(&c.name, "triggered");
+        let ty = keptn_formats::event_type::task(&c.name, "triggered");
         let subscribed = directory.subscribed(&ty, &exec.project, &exec.stage, &exec.service);
         json!({ "name": c.name, "triggeredID": c.triggered_id, "events": events, "subscribed": subscribed })
     });
@@ -124,7 +124,7 @@ pub fn execution_doc(exec: &Execution, directory: &Directory) -> Value {
             "project": exec.project, "stage": exec.stage, "service": exec.service,
             "labels": exec.input.get("labels").cloned().unwrap_or(json!({})),
             "keptnContext": exec.context, "triggeredId": exec.id, "gitcommitid": exec.gitcommitid,
-            "eventType": keptn_spec::event_type::sequence(&exec.stage, &exec.sequence, "triggered"),
+            "eventType": keptn_formats::event_type::sequence(&exec.stage, &exec.sequence, "triggered"),
         },
         "inputProperties": exec.input,
         "triggeredAt": format_time(exec.triggered_at),

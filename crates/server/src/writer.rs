@@ -11,8 +11,8 @@ use crate::dispatch::Outgoing;
 use crate::metrics as m;
 use crate::uniform::Directory;
 use keptn_engine::{Control, Effect, Engine, Input, Millis};
-use keptn_spec::event_type::EventType;
-use keptn_spec::{KeptnEvent, Shipyard};
+use keptn_formats::event_type::EventType;
+use keptn_formats::{KeptnEvent, Shipyard};
 use keptn_store::{OpenRow, ScopeKey, Store, StoreError, WriteBatch};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -648,7 +648,7 @@ fn track_standalone_task(w: &mut WriteBatch, event: &KeptnEvent, seq: i64, now: 
                 w.open.entry(event.id.clone()).or_insert_with(|| Some(open_row(event, seq, now)));
             }
             "finished" if !event.triggeredid.is_empty() => {
-                w.close_typed.push((event.triggeredid.clone(), keptn_spec::event_type::task(&task, "triggered")));
+                w.close_typed.push((event.triggeredid.clone(), keptn_formats::event_type::task(&task, "triggered")));
             }
             _ => {}
         }

@@ -7,7 +7,7 @@
 use crate::sql::Sql;
 use crate::{StoreError, Tx, to_json};
 use keptn_engine::{Execution, PauseMarker};
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use std::collections::{BTreeMap, HashSet};
 
 /// Rows per multi-row statement: well inside SQLite's and PostgreSQL's parameter limits.

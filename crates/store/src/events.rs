@@ -192,7 +192,7 @@ impl Store {
     /// The page of [`Store::query_events`] without its total (one query instead of two), each
     /// body parsed straight into an event; bodies that are no event are skipped. For callers
     /// that need no count: the server's own integrations read their datastore through this.
-    pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<keptn_spec::KeptnEvent>, StoreError> {
+    pub async fn list_events(&self, q: &EventQuery) -> Result<Vec<keptn_formats::KeptnEvent>, StoreError> {
         let mut sql = Self::event_filter(q);
         sql.push(" ORDER BY e.time_ms DESC, e.seq DESC").page(q.offset, q.limit);
         let rows = sql.fetch_all(&self.pool).await?;

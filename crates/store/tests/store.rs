@@ -4,7 +4,7 @@
 //! If it is unreachable the PostgreSQL tests print a notice and pass, unless `CI` is set.
 
 use keptn_engine::{ExecState, Execution, PauseMarker};
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use keptn_store::*;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};

@@ -7,9 +7,9 @@
 #![allow(dead_code)]
 
 use keptn_engine::{Config, Control, Effect, Engine, ExecState, Execution, Input, Millis, PauseMarker, Timer};
-use keptn_spec::event_type::{self, EventType};
-use keptn_spec::merge::merge;
-use keptn_spec::{KeptnEvent, Shipyard};
+use keptn_formats::event_type::{self, EventType};
+use keptn_formats::merge::merge;
+use keptn_formats::{KeptnEvent, Shipyard};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -48,8 +48,10 @@ fn from_evaluation(start: &str, end: &str, timeframe: &str, now_ms: i64) -> Resu
     }
     let span = match timeframe {
         "" => 5 * 60_000,
-        t => keptn_spec::duration::parse(t).map_err(|e| format!("could not parse timeframe {t:?}: {e}"))?.as_millis()
-            as i64,
+        t => {
+            keptn_formats::duration::parse(t).map_err(|e| format!("could not parse timeframe {t:?}: {e}"))?.as_millis()
+                as i64
+        }
     };
     let (start_ms, end_ms) = match (start, end) {
         ("", _) => (now_ms - span, now_ms),

@@ -1,7 +1,7 @@
 //! What SLI providers share: `<provider>/sli.yaml` merged project → stage → service, keptn's
 //! placeholders, and the `get-sli` request. Pure.
 
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

@@ -150,7 +150,7 @@ fn method(method: Option<&str>) -> Result<Method, String> {
 
 fn timeout(timeout: Option<&str>) -> Result<Duration, String> {
     let Some(text) = timeout else { return Ok(DEFAULT_TIMEOUT) };
-    match keptn_spec::duration::parse(text) {
+    match keptn_formats::duration::parse(text) {
         Ok(d) if d.is_zero() => Err(format!("timeout {text:?} must be longer than 0s")),
         Ok(d) => Ok(d),
         Err(e) => Err(format!("timeout {text:?} is not a duration like 10s: {e}")),

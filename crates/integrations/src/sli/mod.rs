@@ -8,8 +8,8 @@ pub mod http;
 pub mod prometheus;
 
 use crate::reads::{Reads, split};
+use keptn_formats::KeptnEvent;
 use keptn_integration::{Context, ContextResult, Integration, answer, common_data};
-use keptn_spec::KeptnEvent;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

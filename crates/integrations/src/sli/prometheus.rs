@@ -9,9 +9,9 @@
 use super::config::{SliRequest, merge_indicators, merge_settings};
 use super::value;
 use crate::reads::{Reads, split};
+use keptn_formats::KeptnEvent;
 use keptn_integration::{Context, ContextResult, Integration, answer, common_data};
 use keptn_outbound::http::Outbound;
-use keptn_spec::KeptnEvent;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

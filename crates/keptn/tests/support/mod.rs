@@ -410,7 +410,7 @@ pub fn answers(source: &str, triggered: &Value, result: &str, extra: Value) -> (
     let mut fdata = common.clone();
     fdata["status"] = json!("succeeded");
     fdata["result"] = json!(result);
-    keptn_spec::merge::merge(&mut fdata, &extra);
+    keptn_formats::merge::merge(&mut fdata, &extra);
     let finished = json!({
         "specversion": "1.0", "source": source, "type": format!("sh.keptn.event.{task}.finished"),
         "shkeptncontext": triggered["shkeptncontext"], "triggeredid": triggered["id"], "data": fdata,

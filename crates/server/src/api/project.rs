@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use keptn_configrepo::{GitCredentials, Scope};
-use keptn_spec::{Shipyard, names};
+use keptn_formats::{Shipyard, names};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};

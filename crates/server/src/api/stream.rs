@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
-use keptn_spec::event::ID_MAX;
+use keptn_formats::event::ID_MAX;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -43,7 +43,7 @@ fn required(field: &str, value: Option<&str>) -> ApiResult<String> {
 }
 
 fn checked(field: &str, value: &str) -> ApiResult<String> {
-    keptn_spec::event::check_length(field, value, ID_MAX).map_err(ApiError::bad_request)?;
+    keptn_formats::event::check_length(field, value, ID_MAX).map_err(ApiError::bad_request)?;
     crate::body::no_nul(field, value)?;
     Ok(value.to_string())
 }
@@ -59,7 +59,7 @@ fn member(integration: &str, replica: &str) -> String {
 
 /// `event: triggered` (a `.triggered`) or `event: event` (another subscribed event, e.g.
 /// `get-sli.finished`), `id: <event id>`, `data: <the event>`.
-fn frame(event: &keptn_spec::KeptnEvent) -> Event {
+fn frame(event: &keptn_formats::KeptnEvent) -> Event {
     let data = serde_json::to_string(event).unwrap_or_default();
     let name = if event.ty.ends_with(".triggered") { "triggered" } else { "event" };
     let frame = Event::default().event(name).data(data);

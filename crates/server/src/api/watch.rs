@@ -9,7 +9,7 @@ use crate::views;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 pub mod ingest;
 pub mod jetstream;
 
-use keptn_spec::KeptnEvent;
+use keptn_formats::KeptnEvent;
 use std::sync::Arc;
 use tokio::sync::{Notify, broadcast};
 
