@@ -83,6 +83,8 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA foreign_keys=ON",
     "PRAGMA mmap_size=268435456",
     "PRAGMA cache_size=-65536",
+    // Sorts and temporary indexes of listing queries stay in memory, not in /var/tmp files.
+    "PRAGMA temp_store=MEMORY",
     // Checkpoints run beside the writer (`Store::checkpoint`), not inside one of its commits.
     "PRAGMA wal_autocheckpoint=0",
 ];
