@@ -143,6 +143,17 @@ impl ControlPlane for Client {
         }
     }
 
+    async fn subscriptions(&self, id: &str) -> ContextResult<Option<Vec<Subscription>>> {
+        let path = format!("/api/controlPlane/v1/uniform/registration/{}/subscription", encode(id));
+        match self.get(&path).await {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| ContextError::Unavailable(format!("unexpected subscriptions from the server: {e}"))),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn open_triggered(&self, ty: &str) -> ContextResult<Vec<KeptnEvent>> {
         Ok(events_of(Client::open_triggered(self, ty, &[]).await?))
     }

@@ -136,8 +136,12 @@ async fn context_over_http() {
     let reg = ControlPlane::register(&client, registration).await.unwrap();
     let subs = client.heartbeat(&reg).await.unwrap().expect("registered");
     assert_eq!(subs.len(), 1, "{subs:#?}");
+    // Read without a heartbeat: the same stored subscriptions.
+    let read = ControlPlane::subscriptions(&client, &reg).await.unwrap().expect("registered");
+    assert_eq!(read.iter().map(|s| &s.event).collect::<Vec<_>>(), subs.iter().map(|s| &s.event).collect::<Vec<_>>());
     client.unregister(&reg).await.unwrap();
     assert!(client.heartbeat(&reg).await.unwrap().is_none(), "gone after delete");
+    assert!(ControlPlane::subscriptions(&client, &reg).await.unwrap().is_none(), "no subscriptions after delete");
 
     // refused: bad input is a 4xx that retrying does not fix.
     let bad = event(&uuid::Uuid::new_v4().to_string(), &context, "");

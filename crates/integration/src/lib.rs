@@ -114,6 +114,12 @@ pub trait ControlPlane: Context {
     async fn heartbeat(&self, id: &str) -> ContextResult<Option<Vec<Subscription>>>;
     /// Open `.triggered` events of one type (keptn's `GET /controlPlane/v1/event/triggered/{type}`).
     async fn open_triggered(&self, ty: &str) -> ContextResult<Vec<KeptnEvent>>;
+    /// The registration's stored subscriptions, read without a heartbeat (keptn's
+    /// `GET /controlPlane/v1/uniform/registration/{id}/subscription`); `Ok(None)` if the
+    /// registration is gone. By default a heartbeat answers it.
+    async fn subscriptions(&self, id: &str) -> ContextResult<Option<Vec<Subscription>>> {
+        self.heartbeat(id).await
+    }
     /// The registration's stored subscriptions right now, when the control plane can tell
     /// without a round trip (in-process): an edit then counts from the next event on, not from
     /// the next heartbeat. None: use those of the last heartbeat.

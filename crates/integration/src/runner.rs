@@ -48,7 +48,7 @@ pub trait Feed: Send {
     }
     /// Whether the feed selects events by type only, not by the stored subscriptions (a
     /// JetStream consumer filtered on subjects): then, where the control plane cannot tell the
-    /// subscriptions at once, the runner reads them (a heartbeat) before handling a delivered
+    /// subscriptions at once, the runner reads them (`ControlPlane::subscriptions`) before handling a delivered
     /// event, so that a user's edit counts from the next event on, not from the next heartbeat.
     fn selects_by_type_only(&self) -> bool {
         false
@@ -437,7 +437,7 @@ impl State {
         let task = self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             if let Some(subscribed_before) = check {
-                let subscribed = match plane.heartbeat(&integration_id).await {
+                let subscribed = match plane.subscriptions(&integration_id).await {
                     Ok(Some(subs)) => {
                         subs.iter().any(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
                     }
