@@ -146,7 +146,7 @@ async fn run_integrations(args: RunArgs) -> anyhow::Result<()> {
     let stop = crate::server_cmd::shutdown_signal();
     tokio::select! {
         _ = stop => {}
-        _ = runners.join_next() => anyhow::bail!("an integration's event feed ended"),
+        _ = runners.join_next() => anyhow::bail!("an integration's event feed ended: the control plane refused the API token (check --api-token) or NATS closed the consumer; start it again"),
     }
     Ok(())
 }
