@@ -106,7 +106,7 @@ impl Context for Client {
         Ok(())
     }
 
-    async fn secret(&self, _name: &str, _key: &str) -> ContextResult<Option<String>> {
+    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
         // keptn-rs has no secret API for integrations yet (issue 12); none is readable.
         Ok(None)
     }

@@ -5,8 +5,14 @@
 //! server, remote over HTTP, NATS JetStream) implements [`Context`] and [`ControlPlane`]; the
 //! integration cannot tell which one it runs on.
 
+pub mod redact;
 pub mod runner;
 pub mod subscription;
+
+pub use redact::{Redactor, secret_scopes};
+
+/// A secret's keys and values.
+pub type SecretData = std::collections::BTreeMap<String, String>;
 
 pub use subscription::{
     Filter, KubernetesMetadata, Metadata, Registration, Subscription, integration_id, subject_matches,
@@ -97,8 +103,10 @@ pub trait Context: Send + Sync {
     async fn resources(&self, at: &ResourceAt) -> ContextResult<Option<Vec<String>>>;
     /// Writes resources at one place in one commit (`at.gitcommitid` is ignored).
     async fn put_resources(&self, at: &ResourceAt, files: Vec<(String, Vec<u8>)>, message: &str) -> ContextResult<()>;
-    /// A key of a secret the integration may read; None if it does not exist.
-    async fn secret(&self, name: &str, key: &str) -> ContextResult<Option<String>>;
+    /// All keys of a secret the integration may read (keptn's secret-service secrets; see
+    /// [`secret_scopes`] for which); None if there is no such secret it may read. Whatever an
+    /// integration reads from here it scrubs from what it sends ([`redact::Redactor`]).
+    async fn secret(&self, name: &str) -> ContextResult<Option<SecretData>>;
     /// Records an error log entry for the integration.
     async fn log_error(&self, entry: LogEntry) -> ContextResult<()>;
 }

@@ -170,7 +170,7 @@ impl Context for Fake {
         Ok(())
     }
 
-    async fn secret(&self, _name: &str, _key: &str) -> ContextResult<Option<String>> {
+    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
         Ok(None)
     }
 

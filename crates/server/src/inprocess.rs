@@ -245,7 +245,7 @@ impl Context for InProcess {
             .map_err(refused)
     }
 
-    async fn secret(&self, _name: &str, _key: &str) -> ContextResult<Option<String>> {
+    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
         // keptn-rs has no secrets for integrations yet (issue 12); none is readable.
         Ok(None)
     }

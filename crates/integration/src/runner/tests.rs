@@ -48,7 +48,7 @@ impl Context for FakePlane {
     async fn put_resources(&self, _: &ResourceAt, _: Vec<(String, Vec<u8>)>, _: &str) -> ContextResult<()> {
         Ok(())
     }
-    async fn secret(&self, _name: &str, _key: &str) -> ContextResult<Option<String>> {
+    async fn secret(&self, _name: &str) -> ContextResult<Option<crate::SecretData>> {
         Ok(None)
     }
     async fn log_error(&self, entry: LogEntry) -> ContextResult<()> {
