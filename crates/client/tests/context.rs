@@ -40,6 +40,7 @@ async fn start(dir: &tempfile::TempDir) -> keptn_server::RunningServer {
         nats_url: None,
         integrations: keptn_server::all_integrations(),
         extra_integrations: Default::default(),
+        execution: Default::default(),
     };
     keptn_server::start(config).await.expect("server starts")
 }

@@ -60,7 +60,15 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// The one outbound HTTP client (the server's outbound policy applies to every request).
     pub outbound: keptn_outbound::http::Outbound,
+    /// How the execution-plane built-ins (webhooks, jobs) act.
+    pub execution: Execution,
 }
+
+/// Settings of the built-ins that act on the world (webhook calls, local and Kubernetes jobs);
+/// `keptn server` and `keptn integration run` fill them from their flags. Each built-in owns a
+/// field; every field has a default that is safe on a laptop.
+#[derive(Clone, Debug, Default)]
+pub struct Execution {}
 
 /// The built-in of a [`REGISTRY`] key; None for an unknown key.
 pub fn build(key: &str, settings: &Settings) -> Option<Arc<dyn Integration>> {
@@ -128,7 +136,12 @@ mod registry_tests {
         let outbound =
             keptn_outbound::http::Outbound::new(keptn_outbound::OutboundPolicy::default(), Duration::from_secs(5))
                 .unwrap();
-        let settings = Settings { sli_timeout: Duration::from_secs(1), prometheus_url: None, outbound };
+        let settings = Settings {
+            sli_timeout: Duration::from_secs(1),
+            prometheus_url: None,
+            outbound,
+            execution: Execution::default(),
+        };
         let names: Vec<&str> = all_keys().iter().map(|k| build(k, &settings).expect("builds").name()).collect();
         assert_eq!(names, ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider"]);
         assert!(build("nope", &settings).is_none());

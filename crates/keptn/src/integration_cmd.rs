@@ -116,6 +116,7 @@ async fn run_integrations(args: RunArgs) -> anyhow::Result<()> {
         sli_timeout: args.sli_timeout,
         prometheus_url: args.prometheus_url.clone(),
         outbound: keptn_outbound::http::Outbound::new(policy, Duration::from_secs(30))?,
+        execution: Default::default(),
     };
     let client = client(&args)?;
     let hostname = args.hostname.clone().unwrap_or_else(host_name);

@@ -158,6 +158,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nats_url: args.nats_url,
         integrations,
         extra_integrations: Default::default(),
+        execution: Default::default(),
     };
     let server =
         keptn_server::start_on(listener, config, shutdown_signal()).await.context("keptn server failed to start")?;

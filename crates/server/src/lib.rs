@@ -75,6 +75,8 @@ pub struct ServerConfig {
     /// Integrations the embedding program runs in-process besides the built-ins, on the
     /// in-process contract (`inprocess`): registered like built-ins, fed by the bus.
     pub extra_integrations: InProcessIntegrations,
+    /// Settings of the execution-plane built-ins (webhooks, jobs).
+    pub execution: keptn_integrations::Execution,
 }
 
 /// Integrations for [`ServerConfig::extra_integrations`]; shown by name.
@@ -258,6 +260,7 @@ pub async fn start_on(
         sli_timeout: config.quality_gates.sli_timeout,
         prometheus_url: config.quality_gates.prometheus_url.clone(),
         outbound: state.outbound.clone(),
+        execution: config.execution.clone(),
     };
     let mut integrations = Vec::new();
     for key in &config.integrations {

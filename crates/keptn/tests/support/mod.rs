@@ -233,6 +233,7 @@ impl TestServer {
             nats_url: None,
             integrations: keptn_server::all_integrations(),
             extra_integrations: Default::default(),
+            execution: Default::default(),
         };
         tune(&mut config);
         let remote_keys = if remote_builtins() { std::mem::take(&mut config.integrations) } else { Vec::new() };
@@ -661,6 +662,7 @@ impl TestServer {
             nats_url: self.nats_url.clone(),
             integrations: if self.remote_keys.is_empty() { keptn_server::all_integrations() } else { Vec::new() },
             extra_integrations: self.extra_integrations.clone(),
+            execution: Default::default(),
         };
         let server = keptn_server::start(config).await.expect("server restarts");
         self.url = format!("http://{}", server.addr);
