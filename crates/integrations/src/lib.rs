@@ -1,11 +1,12 @@
-//! The built-in integrations of keptn-rs: approval-service, lighthouse-service and the
-//! Prometheus and HTTP/JSON SLI providers. Each is a [`keptn_integration::Integration`]: it only
+//! The built-in integrations of keptn-rs: approval-service, lighthouse-service, the
+//! Prometheus and HTTP/JSON SLI providers and job-executor-service. Each is a [`keptn_integration::Integration`]: it only
 //! uses the [`keptn_integration::Context`] it is handed, so the same code runs inside the control
 //! plane or as a remote integration. Answers have ids derived from what they answer, so a
 //! repeated step (duplicate delivery, restart, another replica) sends the same events and the
 //! control plane keeps one.
 
 pub mod approval;
+pub mod job;
 pub mod lighthouse;
 mod reads;
 pub mod sli;
@@ -23,6 +24,7 @@ pub const REGISTRY: &[(&str, &str)] = &[
     ("lighthouse", "lighthouse-service: evaluates quality gates (slo.yaml) from the SLI providers' values"),
     ("prometheus", "prometheus-sli-provider: SLI values from Prometheus queries (sli.yaml)"),
     ("http-sli", "http-sli-provider: SLI values from JSON over HTTP (sli.yaml)"),
+    ("job-executor", "job-executor-service: runs the tasks of job/config.yaml as processes on this host"),
 ];
 
 /// Every built-in's key, the default selection.
@@ -68,7 +70,10 @@ pub struct Settings {
 /// `keptn server` and `keptn integration run` fill them from their flags. Each built-in owns a
 /// field; every field has a default that is safe on a laptop.
 #[derive(Clone, Debug, Default)]
-pub struct Execution {}
+pub struct Execution {
+    /// The job runner (`job-executor`): allowed images, the local runner's image commands.
+    pub job: job::JobSettings,
+}
 
 /// The built-in of a [`REGISTRY`] key; None for an unknown key.
 pub fn build(key: &str, settings: &Settings) -> Option<Arc<dyn Integration>> {
@@ -79,6 +84,7 @@ pub fn build(key: &str, settings: &Settings) -> Option<Arc<dyn Integration>> {
             Arc::new(sli::prometheus::Prometheus::new(settings.outbound.clone(), settings.prometheus_url.clone()))
         }
         "http-sli" => Arc::new(sli::HttpJson::new(settings.outbound.clone())),
+        "job-executor" => Arc::new(job::Job::new(&settings.execution.job)),
         _ => return None,
     };
     Some(integration)
@@ -125,9 +131,12 @@ mod registry_tests {
     fn lists_select_known_built_ins() {
         assert_eq!(select("approval, lighthouse,approval").unwrap(), ["approval", "lighthouse"]);
         assert!(select("none").unwrap().is_empty());
-        assert_eq!(select("approval,prometheus,http-sli,lighthouse").unwrap().len(), 4);
+        assert_eq!(select("approval,prometheus,http-sli,lighthouse,job-executor").unwrap().len(), 5);
         let err = select("approval,lighthous").unwrap_err();
-        assert!(err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli"), "{err}");
+        assert!(
+            err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli, job-executor"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -143,7 +152,16 @@ mod registry_tests {
             execution: Execution::default(),
         };
         let names: Vec<&str> = all_keys().iter().map(|k| build(k, &settings).expect("builds").name()).collect();
-        assert_eq!(names, ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider"]);
+        assert_eq!(
+            names,
+            [
+                "approval-service",
+                "lighthouse-service",
+                "prometheus-sli-provider",
+                "http-sli-provider",
+                "job-executor-service"
+            ]
+        );
         assert!(build("nope", &settings).is_none());
     }
 }

@@ -21,6 +21,8 @@ struct State {
     queries: Vec<EventQuery>,
     reads: usize,
     commits: Vec<Commit>,
+    /// Secrets the integrations may read (the job runner's tests).
+    secrets: BTreeMap<String, keptn_integration::SecretData>,
 }
 
 #[derive(Default)]
@@ -170,11 +172,20 @@ impl Context for Fake {
         Ok(())
     }
 
-    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
-        Ok(None)
+    async fn secret(&self, name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
+        Ok(self.state().secrets.get(name).cloned())
     }
 
     async fn log_error(&self, _entry: LogEntry) -> ContextResult<()> {
         Ok(())
+    }
+}
+
+// Secrets (used by the job runner's tests).
+impl Fake {
+    /// Creates a secret the integrations may read.
+    pub fn put_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state().secrets.insert(name.into(), data);
     }
 }
