@@ -26,7 +26,7 @@ pub enum IntegrationCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The integrations to run: approval, lighthouse, prometheus, http-sli.
+    /// The integrations to run: approval, lighthouse, prometheus, http-sli, job-executor.
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
     /// The control plane's API (default: `keptn auth`'s endpoint, or KEPTN_ENDPOINT).
@@ -67,6 +67,8 @@ pub struct RunArgs {
     /// (as `keptn server --allow-outbound`).
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
+    #[command(flatten)]
+    job: crate::server_cmd::JobFlags,
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -109,14 +111,16 @@ async fn run_integrations(args: RunArgs) -> anyhow::Result<()> {
     crate::server_cmd::init_logging(&args.log_format);
     let keys = keptn_integrations::select(&args.names.join(",")).map_err(anyhow::Error::msg)?;
     if keys.is_empty() {
-        anyhow::bail!("no integration to run: name at least one of approval, lighthouse, prometheus, http-sli");
+        anyhow::bail!(
+            "no integration to run: name at least one of approval, lighthouse, prometheus, http-sli, job-executor"
+        );
     }
     let policy = keptn_outbound::OutboundPolicy::allowing(&args.allow_outbound).map_err(anyhow::Error::msg)?;
     let settings = keptn_integrations::Settings {
         sli_timeout: args.sli_timeout,
         prometheus_url: args.prometheus_url.clone(),
         outbound: keptn_outbound::http::Outbound::new(policy, Duration::from_secs(30))?,
-        execution: Default::default(),
+        execution: keptn_integrations::Execution { job: args.job.settings() },
     };
     let client = client(&args)?;
     let hostname = args.hostname.clone().unwrap_or_else(host_name);

@@ -46,9 +46,13 @@ pub struct ServerArgs {
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
     /// The built-in integrations to run, comma-separated: approval, lighthouse, prometheus,
-    /// http-sli; `none` runs none (external services then answer those tasks).
-    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli")]
+    /// http-sli, job-executor; `none` runs none (external services then answer those tasks).
+    /// job-executor runs the commands of a project's job/config.yaml on this host: leave it
+    /// out where those who may write the configuration repository must not run commands here.
+    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli,job-executor")]
     integrations: String,
+    #[command(flatten)]
+    job: JobFlags,
     /// Open HTTP connections at most; more are answered 503 at once.
     #[arg(long, env = "KEPTN_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -63,6 +67,43 @@ pub struct ServerArgs {
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
+}
+
+/// The job runner's flags (`keptn server`, `keptn integration run`): docs/jobs.md.
+#[derive(Args, Debug, Clone)]
+pub struct JobFlags {
+    /// Images the job runner's tasks may name, as globs (`*` any characters; `alpine` also
+    /// allows `alpine:3.20`); a task naming another fails before any task of its action runs.
+    /// Default: every image (locally the image only selects a --job-image command).
+    #[arg(long = "job-allowed-images", env = "KEPTN_JOB_ALLOWED_IMAGES", value_delimiter = ',', value_name = "GLOB")]
+    job_allowed_images: Vec<String>,
+    /// The local command that stands in for an image's entrypoint, for tasks without `cmd`:
+    /// IMAGE=COMMAND (IMAGE a glob, COMMAND split at spaces), e.g. `alpine=/bin/sh`; repeatable,
+    /// the first match counts (`;`-separated in the env variable).
+    #[arg(long = "job-image", env = "KEPTN_JOB_IMAGES", value_delimiter = ';', value_name = "IMAGE=COMMAND",
+          value_parser = keptn_integrations::job::local::parse_image_command)]
+    job_image: Vec<(String, Vec<String>)>,
+    /// Where the jobs' work directories are created (default: the system's temporary directory).
+    #[arg(long = "job-work-dir", env = "KEPTN_JOB_WORK_DIR", value_name = "DIR")]
+    job_work_dir: Option<PathBuf>,
+}
+
+impl JobFlags {
+    pub(crate) fn settings(&self) -> keptn_integrations::job::JobSettings {
+        keptn_integrations::job::JobSettings {
+            allowed_images: self
+                .job_allowed_images
+                .iter()
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect(),
+            local: keptn_integrations::job::LocalSettings {
+                images: self.job_image.clone(),
+                work_root: self.job_work_dir.clone(),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -158,7 +199,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nats_url: args.nats_url,
         integrations,
         extra_integrations: Default::default(),
-        execution: Default::default(),
+        execution: keptn_integrations::Execution { job: args.job.settings() },
     };
     let server =
         keptn_server::start_on(listener, config, shutdown_signal()).await.context("keptn server failed to start")?;
