@@ -2,7 +2,8 @@
 //! in a child process and measures it over HTTP: start time, idle RSS, durable ingestion,
 //! task hop latency with a push integration, a 3-stage delivery end to end, sustained
 //! sequences per second, quality gates (the lighthouse in the server, then remote: `keptn
-//! integration run lighthouse` on the event stream of a second server), and the datastore
+//! integration run lighthouse` on the event stream of a second server), a local job's overhead
+//! (the built-in job runner running `true`), and the datastore
 //! listing over a long history (1 M events bulk-inserted through the store). Prints figures;
 //! asserts nothing.
 
@@ -51,6 +52,9 @@ pub struct BenchArgs {
     /// Requests per datastore query figure.
     #[arg(long, default_value_t = 300)]
     datastore_queries: usize,
+    /// `test` tasks run one after the other as local jobs (`true`) by the built-in job runner.
+    #[arg(long, default_value_t = 50)]
+    jobs: usize,
 }
 
 const TOKEN: &str = "bench-token";
@@ -371,6 +375,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let figure = quality_gates(&api, &mut fin_rx, args.evaluations, args.concurrency, services).await?;
     println!("quality gates: {figure}");
     newest_evaluation(&api).await?;
+    // 6. A local job: the built-in job runner answers a `test` task by running `true`.
+    println!("local job: {}", local_job(&api, args.jobs).await?);
     if let Some(kib) = rss_kib(server.0.id()) {
         println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
     }
@@ -502,6 +508,56 @@ async fn quality_gates(
     Ok(format!(
         "{n} evaluation sequences (10 objectives, 3 compared results) over {services} services in {secs:.2} s = {:.0} evaluations/s",
         n as f64 / secs
+    ))
+}
+
+/// Run 6: `n` sequences one after the other, each a `test` task the built-in job runner answers
+/// by running `true` as a local job. The figure is the job runner's overhead from the task's
+/// `.triggered` to its `.finished` (event times as stored): config read at the commit, `.started`,
+/// a work directory, the process, `.finished`.
+async fn local_job(api: &Api, n: usize) -> anyhow::Result<String> {
+    let shipyard = "apiVersion: spec.keptn.sh/0.2.3\nkind: Shipyard\nmetadata: { name: jobs }\nspec:\n  stages:\n    - name: dev\n      sequences:\n        - name: delivery\n          tasks:\n            - name: test\n";
+    create_project(api, "jobs", shipyard, 1).await?;
+    let config = "apiVersion: v2\nactions:\n  - name: bench\n    events: [{name: test.triggered}]\n    tasks: [{name: nothing, image: alpine, cmd: [\"true\"]}]\n";
+    api.post(
+        "/api/resource-service/v1/project/jobs/stage/dev/service/svc-0/resource",
+        &json!({ "resources": [{ "resourceURI": "job/config.yaml",
+                                 "resourceContent": base64::engine::general_purpose::STANDARD.encode(config) }] }),
+    )
+    .await?;
+    let time = |e: &Value| chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap_or("")).ok();
+    let mut overheads = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ctx = api.post("/api/v1/event", &trigger("jobs", "dev", "svc-0")).await?["keptnContext"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (triggered, finished) = loop {
+            let events = api.get(&format!("/api/mongodb-datastore/event?keptnContext={ctx}&pageSize=100")).await?;
+            let of = |ty: &str| events["events"].as_array().into_iter().flatten().find(|e| e["type"] == ty).cloned();
+            if let (Some(t), Some(f)) = (of("sh.keptn.event.test.triggered"), of("sh.keptn.event.test.finished")) {
+                break (t, f);
+            }
+            if Instant::now() > deadline {
+                bail!("the local job of {ctx} did not finish (is job-executor among --integrations?)");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        if finished["data"]["result"] != "pass" {
+            bail!("the local job failed: {}", finished["data"]["message"]);
+        }
+        if let (Some(t), Some(f)) = (time(&triggered), time(&finished)) {
+            overheads.push((f - t).to_std().unwrap_or_default());
+        }
+    }
+    overheads.sort();
+    Ok(format!(
+        "test.triggered → test.finished with `true` as the command: n={} p50 {} p99 {} max {}",
+        overheads.len(),
+        ms(percentile(&overheads, 0.5)),
+        ms(percentile(&overheads, 0.99)),
+        ms(percentile(&overheads, 1.0))
     ))
 }
 
