@@ -102,7 +102,7 @@ fn an_unknown_name_stops_the_start_with_the_known_ones() {
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains("unknown integration \"lighthous\"")
-            && stderr.contains("approval, lighthouse, prometheus, http-sli (or none)"),
+            && stderr.contains("approval, lighthouse, prometheus, http-sli, job-executor (or none)"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
