@@ -150,3 +150,34 @@ async fn aborting_the_sequence_kills_the_job_and_what_it_started() {
     assert!(from_job(&events, "sh.keptn.event.test.finished").is_none(), "no answer after the abort: {events:#?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_is_in_the_integrations_error_log() {
+    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+    let client = server.client();
+    setup(&client, "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: test}]\n    tasks: [{name: t, image: alpine, cmd: ['true'], maxPollDurtion: 5}]\n").await;
+    let ctx = trigger(&client).await;
+    client.wait_for(&ctx, "sh.keptn.event.test.triggered", WAIT).await;
+    let (s, regs) = client.get(&format!("{CP}/uniform/registration?name=job-executor-service")).await;
+    assert_eq!(s, 200, "{regs}");
+    let id = regs[0]["id"].as_str().expect("job-executor-service is registered").to_string();
+    let entry = eventually(WAIT, "an error log entry", || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let (_, logs) = client.get(&format!("{CP}/log?integrationId={id}")).await;
+            logs["logs"].as_array().and_then(|l| l.first()).cloned()
+        }
+    })
+    .await;
+    let message = entry["message"].as_str().unwrap();
+    assert!(
+        message.contains("could not retrieve config for job-executor-service: job/config.yaml")
+            && message.contains("service carts")
+            && message.contains("maxPollDurtion"),
+        "{entry}"
+    );
+    assert_eq!(entry["shkeptncontext"], ctx.as_str());
+    let events = client.events_of(&ctx).await;
+    assert!(from_job(&events, "sh.keptn.event.test.started").is_none(), "the event is dropped: {events:#?}");
+    server.stop().await;
+}
