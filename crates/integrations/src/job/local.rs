@@ -175,6 +175,17 @@ impl Drop for Group {
     }
 }
 
+/// The work directory's name prefix: the job name with anything but letters, digits, `-` and
+/// `_` replaced (an event id may hold any character, `/` and `..` included).
+fn dir_prefix(job_name: &str) -> String {
+    let safe: String = job_name
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("keptn-{safe}-")
+}
+
 async fn place_files(root: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
     for (path, content) in files {
         let target = below(root, path.trim_start_matches('/')).map_err(|e| format!("file {e}"))?;
@@ -252,7 +263,7 @@ impl JobRunner for LocalRunner {
             limit: self.settings.max_output,
         }));
         let root = self.settings.work_root.clone().unwrap_or_else(std::env::temp_dir);
-        let dir = tempfile::Builder::new().prefix(&format!("{}-", spec.job_name)).tempdir_in(&root);
+        let dir = tempfile::Builder::new().prefix(&dir_prefix(&spec.job_name)).tempdir_in(&root);
         let result = match &dir {
             Ok(dir) => self.run_in(&spec, dir.path(), &output).await,
             Err(e) => Err(format!("could not create a work directory in {}: {e}", root.display())),
@@ -391,6 +402,14 @@ mod tests {
         assert!(unmapped.result.unwrap_err().contains("--job-image busybox=COMMAND"));
         assert!(parse_image_command("alpine").is_err());
         assert!(parse_image_command("alpine=").is_err());
+    }
+
+    #[test]
+    fn work_dir_names_cannot_leave_the_root() {
+        assert_eq!(
+            dir_prefix("job-executor-service-job-../../etc-001-001"),
+            "keptn-job-executor-service-job-______etc-001-001-"
+        );
     }
 
     #[test]
