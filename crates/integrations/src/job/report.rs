@@ -5,6 +5,25 @@ use keptn_formats::KeptnEvent;
 use keptn_integration::common_data;
 use serde_json::{Value, json};
 
+/// The `.finished` message at most, in bytes: below the server's default body limit (5 MiB)
+/// however many tasks wrote their full output.
+pub const MAX_MESSAGE: usize = 3 * 1024 * 1024;
+
+/// `text` cut to `max` bytes (at a character boundary) with a note of what was left out.
+fn capped(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("\n[message truncated: {left_out} more bytes]"));
+    text
+}
+
 /// What one matching action did: the tasks that ran, in order, and why it stopped early if it
 /// did (a task that could not be started: image not allowed, env or files missing).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -55,7 +74,7 @@ pub fn finished(triggered: &KeptnEvent, outcome: &ActionOutcome) -> Value {
     let (status, result) = if outcome.succeeded() { ("succeeded", "pass") } else { ("errored", "fail") };
     data["status"] = json!(status);
     data["result"] = json!(result);
-    data["message"] = json!(outcome.message());
+    data["message"] = json!(capped(outcome.message(), MAX_MESSAGE));
     if triggered.ty == "sh.keptn.event.test.triggered"
         && let (Some((_, first)), Some((_, last))) = (outcome.tasks.first(), outcome.tasks.last())
     {
@@ -100,6 +119,12 @@ mod tests {
         assert_eq!(data["test"], json!({"start": "1970-01-01T00:00:01.000Z", "end": "1970-01-01T00:00:03.500Z"}));
         let deploy = finished(&triggered("sh.keptn.event.deployment.triggered"), &outcome);
         assert!(deploy.get("test").is_none());
+    }
+
+    #[test]
+    fn long_messages_are_capped_at_a_character_boundary() {
+        assert_eq!(capped("short".into(), 10), "short");
+        assert_eq!(capped("aé".repeat(4), 5), "aéa\n[message truncated: 8 more bytes]");
     }
 
     #[test]
