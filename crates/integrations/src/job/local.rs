@@ -209,9 +209,10 @@ impl LocalRunner {
         let cwd = working_dir(root, spec.working_dir.as_deref())?;
         tokio::fs::create_dir_all(&cwd).await.map_err(|e| format!("could not create {}: {e}", cwd.display()))?;
         let path = std::env::var("PATH").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_PATH.into());
-        let mut command = tokio::process::Command::new(&argv[0]);
+        let (program, arguments) = argv.split_first().ok_or("the task names no program (cmd is empty)")?;
+        let mut command = tokio::process::Command::new(program);
         command
-            .args(&argv[1..])
+            .args(arguments)
             .current_dir(&cwd)
             .env_clear()
             .env("PATH", path)
@@ -221,7 +222,7 @@ impl LocalRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| format!("could not start {:?}: {e}", argv[0]))?;
+        let mut child = command.spawn().map_err(|e| format!("could not start {program:?}: {e}"))?;
         let mut group = Group(child.id().map(|pid| pid as i32));
         let mut readers = tokio::task::JoinSet::new();
         if let Some(out) = child.stdout.take() {
