@@ -74,9 +74,6 @@ impl Integration for Job {
         &[
             "sh.keptn.event.deployment.triggered",
             "sh.keptn.event.test.triggered",
-            "sh.keptn.event.evaluation.triggered",
-            "sh.keptn.event.release.triggered",
-            "sh.keptn.event.approval.triggered",
             "sh.keptn.event.action.triggered",
             SEQUENCE_FINISHED,
         ]
