@@ -73,13 +73,15 @@ pub fn scopes() -> Vec<String> {
 }
 
 /// Whose scopes an integration reads: a built-in's registry key (its registry entry names the
-/// integration, as in `webhook-service: …`), else the integration's own name.
+/// integration, as in `prometheus-sli-provider: …`), else its name without keptn's `-service`
+/// suffix (`webhook-service` reads `keptn-webhook-service`, as keptn's service account did).
 pub fn owner(integration_name: &str) -> String {
-    keptn_integrations::REGISTRY
-        .iter()
-        .find(|(_, what)| what.split(':').next() == Some(integration_name))
-        .map(|(key, _)| key.to_string())
-        .unwrap_or_else(|| integration_name.to_string())
+    let builtin =
+        keptn_integrations::REGISTRY.iter().find(|(_, what)| what.split(':').next() == Some(integration_name));
+    match builtin {
+        Some((key, _)) => key.to_string(),
+        None => integration_name.strip_suffix("-service").unwrap_or(integration_name).to_string(),
+    }
 }
 
 /// A secret as a request gives it. `Debug` shows its keys, never its values.
@@ -340,5 +342,6 @@ mod tests {
         assert_eq!(owner("prometheus-sli-provider"), "prometheus");
         assert_eq!(owner("approval-service"), "approval");
         assert_eq!(owner("my-integration"), "my-integration");
+        assert_eq!(owner("job-executor-service"), "job-executor", "keptn's service names");
     }
 }
