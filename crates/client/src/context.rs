@@ -106,9 +106,9 @@ impl Context for Client {
         Ok(())
     }
 
-    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
-        // keptn-rs has no secret API for integrations yet (issue 12); none is readable.
-        Ok(None)
+    /// From the local secrets file (`--secrets-file`): keptn's API never returns a value.
+    async fn secret(&self, name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
+        Ok(self.local_secret(name))
     }
 
     async fn log_error(&self, entry: LogEntry) -> ContextResult<()> {

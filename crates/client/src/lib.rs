@@ -8,11 +8,13 @@ mod context;
 mod feed;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod secrets;
 mod sse;
 
 pub use feed::{NoStream, StreamFeed};
 #[cfg(feature = "nats")]
 pub use nats::JetStreamFeed;
+pub use secrets::LocalSecrets;
 pub use sse::EventStream;
 
 use keptn_formats::KeptnEvent;
@@ -65,6 +67,8 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     token: String,
+    /// A remote integration's secrets and whose scopes it reads (`secrets.rs`).
+    secrets: Option<(String, std::sync::Arc<LocalSecrets>)>,
 }
 
 impl Client {
@@ -74,6 +78,7 @@ impl Client {
             http: reqwest::Client::new(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token: api_token.into(),
+            secrets: None,
         }
     }
 

@@ -72,6 +72,11 @@ pub struct RunArgs {
     /// Log format: text or json.
     #[arg(long, env = "KEPTN_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// The secrets the integrations may read (keptn's API never returns a secret's value): a
+    /// YAML or JSON list of `{name, scope, data: {key: value}}`, readable by its owner only
+    /// (chmod 600). Each integration reads the scopes `keptn-default` and `keptn-<name>-service`.
+    #[arg(long, env = "KEPTN_SECRETS_FILE", value_name = "PATH")]
+    secrets_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cmd: IntegrationCommand) -> anyhow::Result<()> {
@@ -123,12 +128,17 @@ async fn run_integrations(args: RunArgs) -> anyhow::Result<()> {
         execution: keptn_integrations::Execution { job: args.job.settings() },
     };
     let client = client(&args)?;
+    let secrets = match &args.secrets_file {
+        Some(path) => Arc::new(keptn_client::LocalSecrets::load(path).map_err(anyhow::Error::msg)?),
+        None => Arc::default(),
+    };
     let hostname = args.hostname.clone().unwrap_or_else(host_name);
     let replica = args.replica.clone().unwrap_or_else(|| format!("{hostname}-{}", std::process::id()));
-    let plane: Arc<dyn ControlPlane> = Arc::new(client.clone());
     let mut runners = tokio::task::JoinSet::new();
     for key in &keys {
         let integration = keptn_integrations::build(key, &settings).context("a selected integration is built")?;
+        // Each integration's own context: it reads the secrets of its key's scopes.
+        let plane: Arc<dyn ControlPlane> = Arc::new(client.clone().with_local_secrets(key, secrets.clone()));
         let registration = runner::registration(
             integration.name(),
             integration.version(),

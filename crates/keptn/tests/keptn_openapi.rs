@@ -31,7 +31,6 @@ const NOT_IMPLEMENTED: &[(&str, &str, &str, &str)] = &[
         "/health",
         "deprecated; keptn's gateway denies it; /api/health is the health check",
     ),
-    ("secret-service.yaml", "*", "*", "no secret service (secrets are Kubernetes secrets in keptn)"),
     ("statistics-service.yaml", "*", "*", "no statistics service"),
 ];
 
@@ -206,6 +205,7 @@ async fn responses_match_keptn_definitions(db: Db) {
     const API: &str = "api.yaml";
     const SC: &str = "shipyard-controller.yaml";
     const DS: &str = "mongodb-datastore.yaml";
+    const SS: &str = "secret-service.yaml";
 
     ck.check(call(API, M::POST, "/auth", "/auth", None)).await;
     ck.check(call(API, M::GET, "/metadata", "/metadata", None)).await;
@@ -389,6 +389,29 @@ async fn responses_match_keptn_definitions(db: Db) {
         None,
     ))
     .await;
+
+    // Secrets: created, refused, listed, updated, deleted.
+    ck.check(call(SS, M::GET, "/scope", "/scope", None)).await;
+    let secret = json!({ "name": "api-creds", "scope": "keptn-webhook-service", "data": { "token": "t0k3n" } });
+    let (s, _) = ck.check(call(SS, M::POST, "/secret", "/secret", Some(secret.clone()))).await;
+    assert_eq!(s, 201);
+    ck.check(call(SS, M::POST, "/secret", "/secret", Some(secret.clone()))).await;
+    ck.check(call(
+        SS,
+        M::POST,
+        "/secret",
+        "/secret",
+        Some(json!({ "name": "x", "scope": "nope", "data": {"k": "v"} })),
+    ))
+    .await;
+    ck.check(call(SS, M::GET, "/secret", "/secret", None)).await;
+    ck.check(call(SS, M::GET, "/secret", "/secret?name=api-creds&scope=keptn-webhook-service", None)).await;
+    ck.check(call(SS, M::PUT, "/secret", "/secret", Some(secret))).await;
+    ck.check(call(SS, M::PUT, "/secret", "/secret", Some(json!({ "name": "nope", "data": {"k": "v"} })))).await;
+    ck.check(call(SS, M::PUT, "/secret", "/secret", Some(json!({ "name": "Bad_Name", "data": {"k": "v"} })))).await;
+    ck.check(call(SS, M::DELETE, "/secret", "/secret?name=api-creds&scope=keptn-webhook-service", None)).await;
+    ck.check(call(SS, M::DELETE, "/secret", "/secret?name=api-creds&scope=keptn-webhook-service", None)).await;
+    ck.check(call(SS, M::DELETE, "/secret", "/secret?name=api-creds", None)).await;
 
     // Deletions last.
     ck.check(call(SC, M::DELETE, one, format!("{sub_path}/{sid}"), None)).await;

@@ -49,7 +49,7 @@ pub async fn start(
     let mut tasks = Vec::with_capacity(integrations.len());
     for integration in integrations {
         let feed = BusFeed::new(bus.subscribe());
-        let plane = Arc::new(InProcess::new(state));
+        let plane = Arc::new(InProcess::serving(state, integration.name()));
         let registration = registration(integration.as_ref());
         // Registered before it returns, as the API lists it right after start; the runner's own
         // registration then refreshes the same one.
@@ -99,15 +99,19 @@ impl Feed for BusFeed {
 /// The server as an in-process integration's context and control plane.
 pub struct InProcess {
     state: Weak<AppState>,
+    /// The integration it serves, whose scopes its secrets come from; None reads no secret.
+    integration: Option<String>,
 }
 
 impl InProcess {
-    pub fn new(state: &Shared) -> InProcess {
-        InProcess { state: Arc::downgrade(state) }
+    /// The context of the integration named `integration`.
+    pub fn serving(state: &Shared, integration: &str) -> InProcess {
+        InProcess { state: Arc::downgrade(state), integration: Some(integration.to_string()) }
     }
 
+    /// A context serving no integration in particular (tests' control plane): it reads no secret.
     pub fn from_weak(state: Weak<AppState>) -> InProcess {
-        InProcess { state }
+        InProcess { state, integration: None }
     }
 
     fn state(&self) -> ContextResult<Shared> {
@@ -245,9 +249,13 @@ impl Context for InProcess {
             .map_err(refused)
     }
 
-    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
-        // keptn-rs has no secrets for integrations yet (issue 12); none is readable.
-        Ok(None)
+    async fn secret(&self, name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
+        let Some(integration) = &self.integration else { return Ok(None) };
+        let state = self.state()?;
+        crate::secrets::read_for(&state, integration, name).await.map_err(|e| match e.kind {
+            crate::secrets::SecretErrorKind::Unavailable => ContextError::Unavailable(e.message),
+            _ => ContextError::Refused { status: 400, message: e.message },
+        })
     }
 
     async fn log_error(&self, entry: LogEntry) -> ContextResult<()> {

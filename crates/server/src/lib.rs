@@ -16,6 +16,7 @@ mod inprocess;
 mod metrics;
 mod registrations;
 mod repo;
+mod secrets;
 use keptn_outbound::http as outbound;
 mod serve;
 mod state;

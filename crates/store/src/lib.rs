@@ -10,6 +10,7 @@ mod events;
 mod executions;
 mod migrate;
 mod projects;
+mod secrets;
 mod sql;
 pub mod testing;
 mod uniform;
@@ -18,6 +19,7 @@ pub use batch::{OpenRow, ScopeKey, WriteBatch};
 pub use events::{EventCursor, EventField, EventPage, EventQuery, OpenTriggeredQuery};
 pub use executions::{ContextQuery, ExecutionQuery};
 pub use projects::{ProjectRow, ServiceRow, ServiceStageRow};
+pub use secrets::{SecretListing, SecretRow};
 
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

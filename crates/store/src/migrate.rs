@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_datastore_order.sql")),
     (4, include_str!("../migrations/0004_nats_outbox.sql")),
     (5, include_str!("../migrations/0005_events_by_service.sql")),
+    (6, include_str!("../migrations/0006_secrets.sql")),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<(), sqlx::Error> {

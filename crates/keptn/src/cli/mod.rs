@@ -13,6 +13,7 @@ mod progress;
 mod project;
 mod resource;
 pub mod retired;
+mod secret;
 mod sequence;
 mod trigger;
 mod watch;
@@ -39,15 +40,15 @@ pub enum CliCommand {
     Status,
     /// Print the CLI's and the server's versions.
     Version,
-    /// Create a project or a service.
+    /// Create a project, a service or a secret.
     #[command(subcommand)]
-    Create(Box<project::CreateCommand>),
-    /// Move a project to a (new) git upstream.
+    Create(Box<CreateCommand>),
+    /// Move a project to a (new) git upstream, or change a secret.
     #[command(subcommand)]
     Update(UpdateCommand),
-    /// Delete a project or a service.
+    /// Delete a project, a service or a secret.
     #[command(subcommand)]
-    Delete(project::DeleteCommand),
+    Delete(DeleteCommand),
     /// Add a file to a project's configuration (project, stage or service level).
     #[command(name = "add-resource")]
     AddResource(resource::AddResource),
@@ -90,9 +91,27 @@ pub struct AuthArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum CreateCommand {
+    #[command(flatten)]
+    Catalog(project::CreateCommand),
+    /// Create a secret (its values are never shown again): `--from-literal key=value`…
+    Secret(secret::WriteSecret),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum UpdateCommand {
     /// Move a project to a git upstream (the whole history is pushed there).
     Project(project::UpdateProject),
+    /// Replace a secret's keys and values.
+    Secret(secret::WriteSecret),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeleteCommand {
+    #[command(flatten)]
+    Catalog(project::DeleteCommand),
+    /// Delete a secret.
+    Secret(secret::DeleteSecret),
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +162,9 @@ pub enum GetCommand {
     /// A service's quality-gate evaluations, newest first.
     #[command(alias = "evaluations")]
     Evaluation(evaluations::GetEvaluations),
+    /// Secrets: name, scope and keys (never values).
+    #[command(alias = "secrets")]
+    Secret(secret::GetSecret),
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,9 +207,14 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        CliCommand::Create(c) => ok(project::create(*c).await),
+        CliCommand::Create(c) => match *c {
+            CreateCommand::Catalog(c) => ok(project::create(c).await),
+            CreateCommand::Secret(s) => ok(secret::create(s).await),
+        },
         CliCommand::Update(UpdateCommand::Project(p)) => ok(project::update(p).await),
-        CliCommand::Delete(d) => ok(project::delete(d).await),
+        CliCommand::Update(UpdateCommand::Secret(s)) => ok(secret::update(s).await),
+        CliCommand::Delete(DeleteCommand::Catalog(d)) => ok(project::delete(d).await),
+        CliCommand::Delete(DeleteCommand::Secret(s)) => ok(secret::delete(s).await),
         CliCommand::AddResource(a) => resource::add(a).await,
         CliCommand::Trigger(TriggerCommand::Delivery(t)) => trigger::delivery(t).await,
         CliCommand::Trigger(TriggerCommand::Sequence(t)) => trigger::sequence(t).await,
@@ -204,6 +231,7 @@ pub async fn run(cmd: CliCommand) -> anyhow::Result<Exit> {
         CliCommand::Get(GetCommand::Event(g)) => events::get(g).await,
         CliCommand::Get(GetCommand::Sequence(g)) => sequence::get(g).await,
         CliCommand::Get(GetCommand::Evaluation(g)) => evaluations::get(g).await,
+        CliCommand::Get(GetCommand::Secret(g)) => ok(secret::get(g).await),
         CliCommand::Pause(ControlTarget::Sequence(c)) => sequence::control(c, "pause").await,
         CliCommand::Resume(ControlTarget::Sequence(c)) => sequence::control(c, "resume").await,
         CliCommand::Abort(ControlTarget::Sequence(c)) => sequence::control(c, "abort").await,

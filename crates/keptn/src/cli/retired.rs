@@ -1,4 +1,4 @@
-//! keptn commands that keptn-rs does not have (keptn 1.x's secrets, Bridge and cluster tooling,
+//! keptn commands that keptn-rs does not have (keptn 1.x's Bridge and cluster tooling,
 //! and keptn 0.x's `install`, `send event new-artifact`, …): a user typing one is told what to
 //! use instead, not given clap's nearest spelling.
 
@@ -17,11 +17,6 @@ const RETIRED: &[(&[&str], &str)] = &[
         &["uninstall"],
         "it is not installed into a cluster: stop `keptn server` and delete its data dir (--data-dir / KEPTN_DATA_DIR)",
     ),
-    (&["create", "secret"], SECRETS),
-    (&["update", "secret"], SECRETS),
-    (&["delete", "secret"], SECRETS),
-    (&["get", "secret"], SECRETS),
-    (&["get", "secrets"], SECRETS),
     (
         &["generate", "support-archive"],
         "it has no cluster to collect from: the server logs to its stderr (KEPTN_LOG=debug for more) and keeps its state in --data-dir; attach those to a bug report",
@@ -45,8 +40,6 @@ const RETIRED: &[(&[&str], &str)] = &[
         "keptn 1.x replaced it with `keptn create service NAME --project P` (add its files with `keptn add-resource`)",
     ),
 ];
-
-const SECRETS: &str = "secrets are not supported by keptn-rs yet (keptn's secret-service); give an integration its credentials through its own configuration";
 
 /// What to say instead of clap's error for these arguments (without the program name), if they
 /// start with a keptn command keptn-rs does not have.

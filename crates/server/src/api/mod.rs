@@ -6,6 +6,7 @@ mod meta;
 mod paging;
 mod project;
 mod resource;
+mod secrets;
 mod sequence;
 mod stream;
 mod uniform;
@@ -83,6 +84,11 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .route(
             "/api/resource-service/v1/project/{project}/stage/{stage}/service/{service}/resource/{*uri}",
             get(resource::get_one).put(resource::put_one).delete(resource::delete_one),
+        )
+        .route("/api/secrets/v1/scope", get(secrets::scopes))
+        .route(
+            "/api/secrets/v1/secret",
+            get(secrets::list).post(secrets::create).put(secrets::update).delete(secrets::delete),
         )
         .route("/metrics", get(meta::metrics))
         .route("/api/openapi.json", get(meta::openapi))
