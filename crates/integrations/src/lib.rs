@@ -1,5 +1,5 @@
-//! The built-in integrations of keptn-rs: approval-service, lighthouse-service and the
-//! Prometheus and HTTP/JSON SLI providers. Each is a [`keptn_integration::Integration`]: it only
+//! The built-in integrations of keptn-rs: approval-service, lighthouse-service, the
+//! Prometheus and HTTP/JSON SLI providers and webhook-service. Each is a [`keptn_integration::Integration`]: it only
 //! uses the [`keptn_integration::Context`] it is handed, so the same code runs inside the control
 //! plane or as a remote integration. Answers have ids derived from what they answer, so a
 //! repeated step (duplicate delivery, restart, another replica) sends the same events and the
@@ -11,6 +11,7 @@ mod reads;
 pub mod sli;
 #[cfg(test)]
 mod testing;
+pub mod webhook;
 
 use keptn_formats::KeptnEvent;
 use keptn_integration::{ContextResult, Integration};
@@ -23,6 +24,10 @@ pub const REGISTRY: &[(&str, &str)] = &[
     ("lighthouse", "lighthouse-service: evaluates quality gates (slo.yaml) from the SLI providers' values"),
     ("prometheus", "prometheus-sli-provider: SLI values from Prometheus queries (sli.yaml)"),
     ("http-sli", "http-sli-provider: SLI values from JSON over HTTP (sli.yaml)"),
+    (
+        "webhook",
+        "webhook-service: calls HTTP APIs per webhook/webhook.yaml for its subscriptions (keptn create webhook)",
+    ),
 ];
 
 /// Every built-in's key, the default selection.
@@ -79,6 +84,7 @@ pub fn build(key: &str, settings: &Settings) -> Option<Arc<dyn Integration>> {
             Arc::new(sli::prometheus::Prometheus::new(settings.outbound.clone(), settings.prometheus_url.clone()))
         }
         "http-sli" => Arc::new(sli::HttpJson::new(settings.outbound.clone())),
+        "webhook" => Arc::new(webhook::Webhook::new(settings.outbound.clone())),
         _ => return None,
     };
     Some(integration)
@@ -125,9 +131,12 @@ mod registry_tests {
     fn lists_select_known_built_ins() {
         assert_eq!(select("approval, lighthouse,approval").unwrap(), ["approval", "lighthouse"]);
         assert!(select("none").unwrap().is_empty());
-        assert_eq!(select("approval,prometheus,http-sli,lighthouse").unwrap().len(), 4);
+        assert_eq!(select("approval,prometheus,http-sli,lighthouse,webhook").unwrap().len(), 5);
         let err = select("approval,lighthous").unwrap_err();
-        assert!(err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli"), "{err}");
+        assert!(
+            err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli, webhook"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -143,7 +152,14 @@ mod registry_tests {
             execution: Execution::default(),
         };
         let names: Vec<&str> = all_keys().iter().map(|k| build(k, &settings).expect("builds").name()).collect();
-        assert_eq!(names, ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider"]);
+        let expected = [
+            "approval-service",
+            "lighthouse-service",
+            "prometheus-sli-provider",
+            "http-sli-provider",
+            "webhook-service",
+        ];
+        assert_eq!(names, expected);
         assert!(build("nope", &settings).is_none());
     }
 }

@@ -21,6 +21,8 @@ struct State {
     queries: Vec<EventQuery>,
     reads: usize,
     commits: Vec<Commit>,
+    // Webhook tests: the secrets.
+    secrets: BTreeMap<String, keptn_integration::SecretData>,
 }
 
 #[derive(Default)]
@@ -91,6 +93,14 @@ impl Fake {
     /// The commits written through `put_resources`: place, files and message.
     pub fn commits(&self) -> Vec<Commit> {
         self.state().commits.clone()
+    }
+
+    // --- secrets (webhook tests) ---
+
+    /// Stores a secret the integration may read.
+    pub fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let data = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state().secrets.insert(name.into(), data);
     }
 }
 
@@ -170,8 +180,8 @@ impl Context for Fake {
         Ok(())
     }
 
-    async fn secret(&self, _name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
-        Ok(None)
+    async fn secret(&self, name: &str) -> ContextResult<Option<keptn_integration::SecretData>> {
+        Ok(self.state().secrets.get(name).cloned())
     }
 
     async fn log_error(&self, _entry: LogEntry) -> ContextResult<()> {
