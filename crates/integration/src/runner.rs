@@ -458,8 +458,19 @@ impl State {
                     return Outcome { id: event.id.clone(), transient: false, unsubscribed: true };
                 }
             }
-            let copies =
-                if per_subscription { per_subscription_copies(&event, &subscriptions) } else { vec![event.clone()] };
+            let copies = match per_subscription {
+                false => vec![event.clone()],
+                // None of the known subscriptions matches: the transport matched newer ones
+                // (the server's stream does): read them.
+                true => match per_subscription_copies(&event, &subscriptions) {
+                    Some(copies) => copies,
+                    None => match plane.subscriptions(&integration_id).await {
+                        Ok(Some(subs)) => per_subscription_copies(&event, &subs),
+                        Ok(None) | Err(_) => None,
+                    }
+                    .unwrap_or_else(|| vec![event.clone()]),
+                },
+            };
             let mut transient = false;
             for copy in copies {
                 // The first transient failure stops: the whole event is offered again, and the
@@ -603,26 +614,26 @@ async fn handle_one(
 }
 
 /// One copy of `event` per subscription matching it, each with keptn's distributor field
-/// `data.temporaryData.distributor.subscriptionID` set. None matching (the transport matched
-/// subscriptions this runner has not seen yet): the event as it is.
-fn per_subscription_copies(event: &Arc<KeptnEvent>, subscriptions: &[Subscription]) -> Vec<Arc<KeptnEvent>> {
+/// `data.temporaryData.distributor.subscriptionID` set; None if none matches (or the event has
+/// no data object to carry the field).
+fn per_subscription_copies(event: &Arc<KeptnEvent>, subscriptions: &[Subscription]) -> Option<Vec<Arc<KeptnEvent>>> {
     let mut ids: Vec<&str> = subscriptions
         .iter()
         .filter(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
         .map(|s| s.id.as_str())
+        .filter(|id| !id.is_empty()) // one without an id cannot be named
         .collect();
     let mut seen = HashSet::new();
     ids.retain(|id| seen.insert(*id));
     if ids.is_empty() || !event.data.is_object() {
-        return vec![event.clone()];
+        return None;
     }
-    ids.into_iter()
-        .map(|id| {
-            let mut copy = (**event).clone();
-            set_subscription_id(&mut copy.data, id);
-            Arc::new(copy)
-        })
-        .collect()
+    let copies = ids.into_iter().map(|id| {
+        let mut copy = (**event).clone();
+        set_subscription_id(&mut copy.data, id);
+        Arc::new(copy)
+    });
+    Some(copies.collect())
 }
 
 /// `data.temporaryData.distributor.subscriptionID = id`, replacing whatever is in the way.

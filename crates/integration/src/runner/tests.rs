@@ -295,6 +295,20 @@ async fn an_integration_asking_for_it_gets_one_copy_per_matching_subscription() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_subscription_newer_than_the_last_heartbeat_is_read_when_none_known_matches() {
+    // The server's stream (delivers open events) matched a subscription this runner has not
+    // seen yet: it reads the stored ones instead of handing over an event without an id.
+    let recorder = Recorder { per_subscription: true, ..Recorder::default() };
+    let s = start(FakePlane::default(), recorder, true);
+    settle(10).await;
+    s.plane.set_subscriptions(vec![subscription("new", &["a"])]);
+    deliver(&s.tx, event("e", "a", now_ms()), None);
+    settle(50).await;
+    assert_eq!(s.recorder.subscription_ids.lock().unwrap().as_slice(), [("e".to_string(), Some("new".to_string()))]);
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn by_default_an_event_is_handled_once_without_a_subscription_id() {
     let s = start(FakePlane::default(), Recorder::default(), false);
     settle(10).await;
