@@ -10,7 +10,8 @@ use support::*;
 
 const CP: &str = "/api/controlPlane/v1";
 const APPROVAL: &str = "sh.keptn.event.approval.triggered";
-const BUILT_INS: [&str; 4] = ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider"];
+const BUILT_INS: [&str; 5] =
+    ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider", "webhook-service"];
 
 const SHIPYARD: &str = r#"
 apiVersion: spec.keptn.sh/0.2.3

@@ -16,6 +16,7 @@ pub mod retired;
 mod sequence;
 mod trigger;
 mod watch;
+mod webhook;
 
 use clap::{Args, Subcommand};
 pub use client::Client;
@@ -39,7 +40,7 @@ pub enum CliCommand {
     Status,
     /// Print the CLI's and the server's versions.
     Version,
-    /// Create a project or a service.
+    /// Create a project, a service or a webhook.
     #[command(subcommand)]
     Create(Box<project::CreateCommand>),
     /// Move a project to a (new) git upstream.
