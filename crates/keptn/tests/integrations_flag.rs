@@ -102,7 +102,8 @@ fn an_unknown_name_stops_the_start_with_the_known_ones() {
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains("unknown integration \"lighthous\"")
-            && stderr.contains("approval, lighthouse, prometheus, http-sli (or none)"),
+            && stderr.contains("known: approval, lighthouse, prometheus, http-sli, webhook")
+            && stderr.contains("(or none)"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
