@@ -46,8 +46,8 @@ pub struct ServerArgs {
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
     /// The built-in integrations to run, comma-separated: approval, lighthouse, prometheus,
-    /// http-sli; `none` runs none (external services then answer those tasks).
-    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli")]
+    /// http-sli, webhook; `none` runs none (external services then answer those tasks).
+    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli,webhook")]
     integrations: String,
     /// Open HTTP connections at most; more are answered 503 at once.
     #[arg(long, env = "KEPTN_MAX_CONNECTIONS", default_value_t = 1024)]
