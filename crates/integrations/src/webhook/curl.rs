@@ -25,6 +25,9 @@ pub struct Request {
     pub body: Option<String>,
     /// `-G`/`--get`: the data goes into the query string.
     pub data_in_query: bool,
+    /// Data from `-d`: sent form-encoded unless a `Content-Type` header says otherwise (curl's
+    /// default, whichever order the options come in).
+    pub form_encoded: bool,
     /// `-u user[:password]`.
     pub basic_auth: Option<(String, Option<String>)>,
     /// `-m`/`--max-time`, v1beta1 `timeout`.
@@ -344,9 +347,7 @@ fn option(request: &mut Request, long: &str, value: Option<String>) -> Result<()
 
 /// curl's `-d`: joined with `&`, form-encoded unless a Content-Type is given.
 fn data(request: &mut Request, value: &str) {
-    if !request.has_header("Content-Type") && request.body.is_none() {
-        request.headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
-    }
+    request.form_encoded = true;
     request.add_data(value);
 }
 
@@ -439,7 +440,7 @@ mod tests {
         let r = parse_command("curl -d a=1 -d b=2 -XPUT -HX-Key:v http://x").unwrap();
         assert_eq!(r.body.as_deref(), Some("a=1&b=2"));
         assert_eq!(r.effective_method(), "PUT");
-        assert!(r.headers.contains(&("Content-Type".into(), "application/x-www-form-urlencoded".into())));
+        assert!(r.form_encoded && r.headers.len() == 1, "the form default is left to the sender: {:?}", r.headers);
         assert!(r.headers.contains(&("X-Key".into(), "v".into())));
         assert_eq!(parse_command("curl -d x http://x").unwrap().effective_method(), "POST");
         assert_eq!(parse_command("curl http://x").unwrap().effective_method(), "GET");

@@ -91,8 +91,19 @@ impl Integration for Webhook {
             Ok(hook) => self.execute(ctx.as_ref(), &event, &hook, &mut redactor).await?,
             Err(message) => Outcome { executed: 0, responses: Vec::new(), error: Some(message) },
         };
-        self.answer(ctx.as_ref(), &event, sid, task.as_deref(), flags, outcome, &redactor).await
+        let handling = Handling { ctx: ctx.as_ref(), event: &event, sid, task: task.as_deref() };
+        self.answer(&handling, flags, outcome, &redactor).await
     }
+}
+
+/// One event being handled for one subscription.
+#[derive(Clone, Copy)]
+struct Handling<'a> {
+    ctx: &'a dyn Context,
+    event: &'a KeptnEvent,
+    sid: &'a str,
+    /// The task, when the event is a task's `.triggered` (then it is answered).
+    task: Option<&'a str>,
 }
 
 /// What keptn's table depends on.
@@ -207,7 +218,7 @@ impl Webhook {
                 }
             };
             let shown = format!("{} {}", request.effective_method(), keptn_outbound::redact_url(&request.url));
-            match send::send(&self.outbound, &request).await {
+            match send::send(&self.outbound, &request, redactor).await {
                 Ok(response) => {
                     outcome.executed += 1;
                     let body = serde_json::from_str::<Value>(&response.body).unwrap_or(Value::String(response.body));
@@ -269,17 +280,8 @@ impl Webhook {
 
     /// Sends the `.finished` answers (for a `.triggered`), and reports a failure to the error
     /// log (through the runner) either way.
-    #[allow(clippy::too_many_arguments)]
-    async fn answer(
-        &self,
-        ctx: &dyn Context,
-        event: &KeptnEvent,
-        sid: &str,
-        task: Option<&str>,
-        flags: Flags,
-        outcome: Outcome,
-        redactor: &Redactor,
-    ) -> ContextResult<()> {
+    async fn answer(&self, h: &Handling<'_>, flags: Flags, outcome: Outcome, redactor: &Redactor) -> ContextResult<()> {
+        let Handling { ctx, event, sid, task } = *h;
         let message = outcome.error.as_deref().map(|m| redactor.scrub(m));
         if let Some(task) = task {
             let finished = plan::finished(sid, flags, &outcome).into_iter().map(|f| {

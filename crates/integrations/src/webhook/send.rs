@@ -3,6 +3,7 @@
 //! optional retries with exponential backoff on connection errors, timeouts and 5xx answers.
 
 use super::curl::Request;
+use keptn_integration::Redactor;
 use keptn_outbound::http::{Outbound, is_refused, root_cause};
 use reqwest::{Method, Url};
 use std::time::Duration;
@@ -40,8 +41,8 @@ pub fn url_of(request: &Request) -> Result<Url, String> {
 }
 
 /// Sends `request`; the error says what failed (HTTP status and body, the policy's refusal,
-/// the connection error).
-pub async fn send(outbound: &Outbound, request: &Request) -> Result<Response, String> {
+/// the connection error). What it logs is scrubbed of the secret values `redactor` knows.
+pub async fn send(outbound: &Outbound, request: &Request, redactor: &Redactor) -> Result<Response, String> {
     let url = url_of(request)?;
     let method = Method::from_bytes(request.effective_method().as_bytes())
         .map_err(|_| format!("{:?} is not an HTTP method", request.effective_method()))?;
@@ -52,8 +53,9 @@ pub async fn send(outbound: &Outbound, request: &Request) -> Result<Response, St
         match once(outbound, &method, &url, request).await {
             Ok(response) => return Ok(response),
             Err(failure) if failure.retryable && attempt < attempts => {
-                let shown = keptn_outbound::redact_url(url.as_str());
-                tracing::info!(url = %shown, attempt, error = %failure.message, "webhook request failed; retrying");
+                let shown = redactor.scrub(&keptn_outbound::redact_url(url.as_str()));
+                let error = redactor.scrub(&failure.message);
+                tracing::info!(url = %shown, attempt, error = %error, "webhook request failed; retrying");
             }
             Err(failure) if attempt > 1 => return Err(format!("{} (after {attempt} attempts)", failure.message)),
             Err(failure) => return Err(failure.message),
@@ -75,6 +77,9 @@ async fn once(outbound: &Outbound, method: &Method, url: &Url, request: &Request
         .map_err(|denied| Failure { message: denied.to_string(), retryable: false })?;
     for (k, v) in &request.headers {
         builder = builder.header(k.as_str(), v.as_str());
+    }
+    if request.form_encoded && !request.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        builder = builder.header("Content-Type", "application/x-www-form-urlencoded");
     }
     if let Some((user, password)) = &request.basic_auth {
         builder = builder.basic_auth(user, password.as_ref());

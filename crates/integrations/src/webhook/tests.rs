@@ -295,6 +295,8 @@ async fn a_curl_webhook_renders_the_event_and_the_secret_and_masks_the_secret() 
     assert_eq!(seen[0].method, "POST");
     assert!(seen[0].headers.contains(&"x-token: s3cr3t-value".to_string()), "{:?}", seen[0].headers);
     assert_eq!(seen[0].body, "{\"project\": \"p\", \"id\": \"t1\"}");
+    let types: Vec<&String> = seen[0].headers.iter().filter(|h| h.starts_with("content-type:")).collect();
+    assert_eq!(types, ["content-type: application/json"], "the given type, not curl's form default");
     let finished = of_kind(&fake, "finished");
     let text = serde_json::to_string(&finished[0]).unwrap();
     assert!(!text.contains("s3cr3t-value"), "the echoed secret is masked: {text}");
