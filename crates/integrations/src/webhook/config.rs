@@ -246,22 +246,19 @@ fn positive(field: &str, text: &str) -> Result<Duration, String> {
 }
 
 /// The first of `files` (in lookup order, each named by where it was read) holding a webhook
-/// for `subscription_id`. A file that does not parse is skipped; should none hold one, the
-/// error lists why each was skipped.
-pub fn find(files: &[(String, &[u8])], subscription_id: &str) -> Result<Webhook, String> {
+/// for `subscription_id`, and why each file before it that does not parse was skipped. Should
+/// none hold one, the error lists those reasons.
+pub fn find(files: &[(String, &[u8])], subscription_id: &str) -> (Result<Webhook, String>, Vec<String>) {
     let mut skipped = Vec::new();
     for (name, bytes) in files {
         let text = String::from_utf8_lossy(bytes);
         match parse(&text) {
             Ok(webhooks) => {
                 if let Some(found) = webhooks.into_iter().find(|w| w.subscription_id == subscription_id) {
-                    return Ok(found);
+                    return (Ok(found), skipped);
                 }
             }
-            Err(e) => {
-                tracing::warn!(file = %name, error = %e, "skipping an invalid webhook config");
-                skipped.push(format!("{name}: {e}"));
-            }
+            Err(e) => skipped.push(format!("{name}: {e}")),
         }
     }
     let mut message = format!(
@@ -270,7 +267,7 @@ pub fn find(files: &[(String, &[u8])], subscription_id: &str) -> Result<Webhook,
     if !skipped.is_empty() {
         message.push_str(&format!("; skipped invalid files: {}", skipped.join("; ")));
     }
-    Err(message)
+    (Err(message), skipped)
 }
 
 #[cfg(test)]
@@ -383,9 +380,11 @@ spec:
             ("stage".into(), other.as_bytes()),
             ("project".into(), BETA_FILE.as_bytes()),
         ];
-        assert_eq!(find(&files, "s2").unwrap().subscription_id, "s2");
-        assert_eq!(find(&files, "s1").unwrap().subscription_id, "s1", "per subscription, not the first file");
-        let err = find(&files, "s3").unwrap_err();
+        let (found, skipped) = find(&files, "s2");
+        assert_eq!(found.unwrap().subscription_id, "s2");
+        assert_eq!(skipped.len(), 1, "the invalid service file is reported");
+        assert_eq!(find(&files, "s1").0.unwrap().subscription_id, "s1", "per subscription, not the first file");
+        let err = find(&files, "s3").0.unwrap_err();
         assert!(err.starts_with("could not retrieve Webhook config: no valid webhook config found"), "{err}");
         assert!(err.contains("service: apiVersion \"nope\" is not supported"), "{err}");
     }

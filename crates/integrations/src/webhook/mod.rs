@@ -188,7 +188,11 @@ impl Webhook {
             }
         }
         let files: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (n.clone(), b.as_slice())).collect();
-        Ok(config::find(&files, sid))
+        let (found, skipped) = config::find(&files, sid);
+        for reason in skipped {
+            tracing::warn!(subscription = sid, "skipping an invalid webhook config: {reason}");
+        }
+        Ok(found)
     }
 
     /// Secrets, then each request in order until the first failure.
