@@ -26,6 +26,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const NAME: &str = "webhook-service";
+/// The answers' bytes one `.finished` carries; later ones are left out (named by size), so the
+/// event stays well inside the control plane's request limit (5 MiB by default).
+pub const RESPONSES_LIMIT: usize = 1 << 20;
 
 /// The webhook built-in.
 pub struct Webhook {
@@ -212,6 +215,7 @@ impl Webhook {
             }
         };
         let mut root = serde_json::to_value(event).unwrap_or_else(|_| json!({}));
+        let mut kept = 0;
         root["env"] = Value::Object(env);
         for (i, spec) in hook.requests.iter().enumerate() {
             let request = match self.build(spec, &root) {
@@ -225,8 +229,18 @@ impl Webhook {
             match send::send(&self.outbound, &request, redactor).await {
                 Ok(response) => {
                     outcome.executed += 1;
-                    let body = serde_json::from_str::<Value>(&response.body).unwrap_or(Value::String(response.body));
-                    outcome.responses.push(body);
+                    let fits = kept + response.body.len() <= RESPONSES_LIMIT;
+                    if fits {
+                        kept += response.body.len();
+                    }
+                    outcome.responses.push(if !fits {
+                        Value::String(format!(
+                            "(an answer of {} bytes, left out: the answers in one .finished are kept up to {RESPONSES_LIMIT} bytes)",
+                            response.body.len()
+                        ))
+                    } else {
+                        serde_json::from_str::<Value>(&response.body).unwrap_or(Value::String(response.body))
+                    });
                 }
                 Err(message) => {
                     outcome.error = Some(format!("request {} ({shown}) failed: {message}", i + 1));

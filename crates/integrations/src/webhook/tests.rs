@@ -56,6 +56,7 @@ async fn route(
     sink.seen.lock().unwrap().push(seen);
     Ok(match parts.uri.path() {
         "/text" => reply(StatusCode::OK, "plain words".into()),
+        "/big" => reply(StatusCode::OK, "x".repeat(700 * 1024)),
         "/echo" => reply(StatusCode::OK, json!({ "headers": headers, "body": body }).to_string()),
         "/missing" => reply(StatusCode::NOT_FOUND, "no such hook".into()),
         "/fail" => reply(StatusCode::INTERNAL_SERVER_ERROR, "".into()),
@@ -155,6 +156,27 @@ async fn send_started_and_finished_one_of_each_with_the_responses() {
     assert_eq!(f.data["notify"]["responses"], json!([{ "ok": true }, "plain words"]), "JSON when it parses, else text");
     assert_eq!((f.triggeredid.as_str(), f.source.as_str(), f.project()), ("t1", NAME, "p"));
     assert_eq!(f.data["labels"]["team"], "a");
+}
+
+#[tokio::test]
+async fn answers_beyond_the_limit_are_left_out_by_size() {
+    let (base, _sink) = serve().await;
+    let fake = Fake::new();
+    fake.file(
+        "p",
+        None,
+        None,
+        config::URI,
+        &beta(false, true, "", &[get(&base, "/big"), get(&base, "/big"), get(&base, "/json")]),
+    );
+    run(&webhook(OutboundPolicy::allow_loopback()), &fake, event(TRIGGERED, Some("s1"))).await.unwrap();
+    let responses = of_kind(&fake, "finished")[0].data["notify"]["responses"].clone();
+    assert_eq!(responses[0].as_str().map(str::len), Some(700 * 1024));
+    assert_eq!(
+        responses[1],
+        json!("(an answer of 716800 bytes, left out: the answers in one .finished are kept up to 1048576 bytes)")
+    );
+    assert_eq!(responses[2], json!({ "ok": true }), "small ones still fit");
 }
 
 #[tokio::test]
