@@ -300,6 +300,30 @@ impl Client {
         self.delete(&format!("{CP}/uniform/registration/{id}")).await
     }
 
+    /// `GET …/uniform/registration?name=…`: the registrations of integrations named `name`.
+    pub async fn registrations_named(&self, name: &str) -> ClientResult<Vec<Value>> {
+        let v = self.get(&with_query(&format!("{CP}/uniform/registration"), &[("name", name)])).await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `POST …/uniform/registration/{id}/subscription`; returns the new subscription's id.
+    pub async fn create_subscription(&self, integration_id: &str, subscription: &Value) -> ClientResult<String> {
+        let v = self
+            .post(&format!("{CP}/uniform/registration/{}/subscription", encode(integration_id)), subscription)
+            .await?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `DELETE …/uniform/registration/{id}/subscription/{subscriptionID}`.
+    pub async fn delete_subscription(&self, integration_id: &str, subscription_id: &str) -> ClientResult<Value> {
+        self.delete(&format!(
+            "{CP}/uniform/registration/{}/subscription/{}",
+            encode(integration_id),
+            encode(subscription_id)
+        ))
+        .await
+    }
+
     /// `POST …/log` with keptn's `{"logs":[…]}`.
     pub async fn log(&self, logs: Vec<Value>) -> ClientResult<Value> {
         self.post(&format!("{CP}/log"), &serde_json::json!({ "logs": logs })).await

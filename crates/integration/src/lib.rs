@@ -148,6 +148,13 @@ pub trait Integration: Send + Sync + 'static {
     }
     /// Event types of its first registration (no filter); afterwards the stored ones count.
     fn subscriptions(&self) -> &'static [&'static str];
+    /// Whether it takes an event once per matching subscription, as keptn's distributor
+    /// delivers it: the runner then hands it one copy per subscription that matches, with
+    /// `data.temporaryData.distributor.subscriptionID` set (keptn's webhook-service routes by
+    /// it). Default: once per event, whatever matched.
+    fn per_subscription(&self) -> bool {
+        false
+    }
     /// Handles one event it subscribed to. An error makes the runner offer the event again later
     /// (when `is_transient`) or log it.
     async fn handle(&self, event: Arc<KeptnEvent>, ctx: Arc<dyn Context>) -> ContextResult<()>;

@@ -432,14 +432,22 @@ impl State {
         self.handled.insert(event.id.clone(), Taken::InFlight(Vec::new()));
         let (integration, ctx, plane) = (self.integration.clone(), self.ctx.clone(), self.plane.clone());
         let (permits, name, integration_id) = (self.permits.clone(), self.name, self.id.clone().unwrap_or_default());
+        // Which subscriptions matched, for an integration that takes the event once per
+        // subscription (read again below when `check` asks for the stored ones).
+        let per_subscription = integration.per_subscription();
+        let known = if per_subscription { self.live_subscriptions().unwrap_or_default() } else { Vec::new() };
         let id = event.id.clone();
         tracing::debug!(integration = name, event = %event.id, r#type = %event.ty, "handling");
         let task = self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            let mut subscriptions = known;
             if let Some(subscribed_before) = check {
                 let subscribed = match plane.subscriptions(&integration_id).await {
                     Ok(Some(subs)) => {
-                        subs.iter().any(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
+                        let matched =
+                            subs.iter().any(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()));
+                        subscriptions = subs;
+                        matched
                     }
                     Ok(None) | Err(_) => subscribed_before,
                 };
@@ -450,28 +458,29 @@ impl State {
                     return Outcome { id: event.id.clone(), transient: false, unsubscribed: true };
                 }
             }
-            let result = integration.handle(event.clone(), ctx).await;
-            let transient = match result {
-                Ok(()) => false,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(integration = name, event = %event.id, error = %e, "handling failed; retrying later");
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(integration = name, event = %event.id, error = %e, "handling failed");
-                    let entry = LogEntry {
-                        integration_id,
-                        message: e.to_string(),
-                        keptn_context: event.shkeptncontext.clone(),
-                        triggered_id: event.id.clone(),
-                        task: task_of(&event.ty),
-                    };
-                    if let Err(e) = plane.log_error(entry).await {
-                        tracing::warn!(integration = name, error = %e, "could not write the error log");
+            let copies = match per_subscription {
+                false => vec![event.clone()],
+                // None of the known subscriptions matches: the transport matched newer ones
+                // (the server's stream does): read them.
+                true => match per_subscription_copies(&event, &subscriptions) {
+                    Some(copies) => copies,
+                    None => match plane.subscriptions(&integration_id).await {
+                        Ok(Some(subs)) => per_subscription_copies(&event, &subs),
+                        Ok(None) | Err(_) => None,
                     }
-                    false
-                }
+                    .unwrap_or_else(|| vec![event.clone()]),
+                },
             };
+            let mut transient = false;
+            for copy in copies {
+                // The first transient failure stops: the whole event is offered again, and the
+                // integration's derived answer ids make the repeated copies exactly-once.
+                transient =
+                    handle_one(integration.as_ref(), copy, ctx.clone(), plane.as_ref(), name, &integration_id).await;
+                if transient {
+                    break;
+                }
+            }
             if !transient && let Some(ack) = ack {
                 ack.await;
             }
@@ -568,6 +577,79 @@ impl State {
         };
         self.prune_at = (self.handled.len() * 2).max(PRUNE_AT);
         wake
+    }
+}
+
+/// Handles one event (or one subscription's copy of it); returns whether it failed transiently.
+/// A permanent failure is written to the control plane's error log.
+async fn handle_one(
+    integration: &dyn Integration,
+    event: Arc<KeptnEvent>,
+    ctx: Arc<dyn Context>,
+    plane: &dyn ControlPlane,
+    name: &str,
+    integration_id: &str,
+) -> bool {
+    match integration.handle(event.clone(), ctx).await {
+        Ok(()) => false,
+        Err(e) if e.is_transient() => {
+            tracing::warn!(integration = name, event = %event.id, error = %e, "handling failed; retrying later");
+            true
+        }
+        Err(e) => {
+            tracing::error!(integration = name, event = %event.id, error = %e, "handling failed");
+            let entry = LogEntry {
+                integration_id: integration_id.to_string(),
+                message: e.to_string(),
+                keptn_context: event.shkeptncontext.clone(),
+                triggered_id: event.id.clone(),
+                task: task_of(&event.ty),
+            };
+            if let Err(e) = plane.log_error(entry).await {
+                tracing::warn!(integration = name, error = %e, "could not write the error log");
+            }
+            false
+        }
+    }
+}
+
+/// One copy of `event` per subscription matching it, each with keptn's distributor field
+/// `data.temporaryData.distributor.subscriptionID` set; None if none matches (or the event has
+/// no data object to carry the field).
+fn per_subscription_copies(event: &Arc<KeptnEvent>, subscriptions: &[Subscription]) -> Option<Vec<Arc<KeptnEvent>>> {
+    let mut ids: Vec<&str> = subscriptions
+        .iter()
+        .filter(|s| s.matches(&event.ty, event.project(), event.stage(), event.service()))
+        .map(|s| s.id.as_str())
+        .filter(|id| !id.is_empty()) // one without an id cannot be named
+        .collect();
+    let mut seen = HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    if ids.is_empty() || !event.data.is_object() {
+        return None;
+    }
+    let copies = ids.into_iter().map(|id| {
+        let mut copy = (**event).clone();
+        set_subscription_id(&mut copy.data, id);
+        Arc::new(copy)
+    });
+    Some(copies.collect())
+}
+
+/// `data.temporaryData.distributor.subscriptionID = id`, replacing whatever is in the way.
+fn set_subscription_id(data: &mut serde_json::Value, id: &str) {
+    use serde_json::{Map, Value};
+    let mut slot = data;
+    for key in ["temporaryData", "distributor"] {
+        let Value::Object(map) = slot else { return };
+        let next = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        slot = next;
+    }
+    if let Value::Object(map) = slot {
+        map.insert("subscriptionID".into(), Value::String(id.into()));
     }
 }
 

@@ -1,5 +1,5 @@
 //! The built-in integrations of keptn-rs: approval-service, lighthouse-service, the
-//! Prometheus and HTTP/JSON SLI providers and job-executor-service. Each is a [`keptn_integration::Integration`]: it only
+//! Prometheus and HTTP/JSON SLI providers, webhook-service and job-executor-service. Each is a [`keptn_integration::Integration`]: it only
 //! uses the [`keptn_integration::Context`] it is handed, so the same code runs inside the control
 //! plane or as a remote integration. Answers have ids derived from what they answer, so a
 //! repeated step (duplicate delivery, restart, another replica) sends the same events and the
@@ -12,6 +12,7 @@ mod reads;
 pub mod sli;
 #[cfg(test)]
 mod testing;
+pub mod webhook;
 
 use keptn_formats::KeptnEvent;
 use keptn_integration::{ContextResult, Integration};
@@ -24,6 +25,10 @@ pub const REGISTRY: &[(&str, &str)] = &[
     ("lighthouse", "lighthouse-service: evaluates quality gates (slo.yaml) from the SLI providers' values"),
     ("prometheus", "prometheus-sli-provider: SLI values from Prometheus queries (sli.yaml)"),
     ("http-sli", "http-sli-provider: SLI values from JSON over HTTP (sli.yaml)"),
+    (
+        "webhook",
+        "webhook-service: calls HTTP APIs per webhook/webhook.yaml for its subscriptions (keptn create webhook)",
+    ),
     ("job-executor", "job-executor-service: runs the tasks of job/config.yaml as processes on this host"),
 ];
 
@@ -84,6 +89,7 @@ pub fn build(key: &str, settings: &Settings) -> Option<Arc<dyn Integration>> {
             Arc::new(sli::prometheus::Prometheus::new(settings.outbound.clone(), settings.prometheus_url.clone()))
         }
         "http-sli" => Arc::new(sli::HttpJson::new(settings.outbound.clone())),
+        "webhook" => Arc::new(webhook::Webhook::new(settings.outbound.clone())),
         "job-executor" => Arc::new(job::Job::new(&settings.execution.job)),
         _ => return None,
     };
@@ -131,10 +137,11 @@ mod registry_tests {
     fn lists_select_known_built_ins() {
         assert_eq!(select("approval, lighthouse,approval").unwrap(), ["approval", "lighthouse"]);
         assert!(select("none").unwrap().is_empty());
-        assert_eq!(select("approval,prometheus,http-sli,lighthouse,job-executor").unwrap().len(), 5);
+        assert_eq!(select("approval,prometheus,http-sli,lighthouse,webhook,job-executor").unwrap().len(), 6);
         let err = select("approval,lighthous").unwrap_err();
         assert!(
-            err.contains("\"lighthous\"") && err.contains("approval, lighthouse, prometheus, http-sli, job-executor"),
+            err.contains("\"lighthous\"")
+                && err.contains("approval, lighthouse, prometheus, http-sli, webhook, job-executor"),
             "{err}"
         );
     }
@@ -152,16 +159,15 @@ mod registry_tests {
             execution: Execution::default(),
         };
         let names: Vec<&str> = all_keys().iter().map(|k| build(k, &settings).expect("builds").name()).collect();
-        assert_eq!(
-            names,
-            [
-                "approval-service",
-                "lighthouse-service",
-                "prometheus-sli-provider",
-                "http-sli-provider",
-                "job-executor-service"
-            ]
-        );
+        let expected = [
+            "approval-service",
+            "lighthouse-service",
+            "prometheus-sli-provider",
+            "http-sli-provider",
+            "webhook-service",
+            "job-executor-service",
+        ];
+        assert_eq!(names, expected);
         assert!(build("nope", &settings).is_none());
     }
 }

@@ -181,7 +181,7 @@ impl Context for Fake {
     }
 }
 
-// Secrets (used by the job runner's tests).
+// Secrets (the webhook's and the job runner's tests).
 impl Fake {
     /// Creates a secret the integrations may read.
     pub fn put_secret(&self, name: &str, data: &[(&str, &str)]) {

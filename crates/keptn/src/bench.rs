@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// Evaluation sequences for the quality-gate run (built-in lighthouse, an instant provider).
     #[arg(long, default_value_t = 500)]
     evaluations: usize,
+    /// Sequences for the webhook run (one task answered by the built-in webhook posting to an
+    /// instant sink); 0 skips it.
+    #[arg(long, default_value_t = 1_000)]
+    webhooks: usize,
     /// Database URL for the server under test (default: SQLite in a temp dir).
     #[arg(long)]
     database_url: Option<String>,
@@ -252,7 +256,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "/api/controlPlane/v1/uniform/registration",
         &json!({ "name": "bench", "metadata": { "hostname": "bench", "kubernetesmetadata": { "namespace": "keptn" } },
                  "subscriptions": [ { "event": "sh.keptn.event.*.triggered", "filter": { "projects": ["hops", "delivery", "seqs"] } },
-                                    { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["hops", "delivery", "seqs", "gates"] } },
+                                    { "event": "sh.keptn.event.*.*.finished", "filter": { "projects": ["hops", "delivery", "seqs", "gates", "hooks"] } },
                                     { "event": "sh.keptn.event.get-sli.triggered", "filter": { "projects": ["gates"] } } ],
                  "pushURL": push_url }),
     )
@@ -377,6 +381,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     newest_evaluation(&api).await?;
     // 6. A local job: the built-in job runner answers a `test` task by running `true`.
     println!("local job: {}", local_job(&api, args.jobs).await?);
+    // 7. Webhook tasks answered by the built-in webhook calling an instant sink.
+    if args.webhooks > 0 {
+        let figure = webhook_tasks(&api, &mut fin_rx, args.webhooks, args.concurrency, services).await?;
+        println!("webhook tasks: {figure}");
+    }
     if let Some(kib) = rss_kib(server.0.id()) {
         println!("RSS after the runs: {:.1} MB", kib as f64 / 1024.0);
     }
@@ -558,6 +567,63 @@ async fn local_job(api: &Api, n: usize) -> anyhow::Result<String> {
         ms(percentile(&overheads, 0.5)),
         ms(percentile(&overheads, 0.99)),
         ms(percentile(&overheads, 1.0))
+/// Run 7: sequences whose one task the built-in webhook answers (`.started`, a POST to an
+/// instant sink on loopback, `.finished` with the response), `concurrency` at a time.
+async fn webhook_tasks(
+    api: &Api,
+    fin_rx: &mut mpsc::UnboundedReceiver<(String, Instant)>,
+    n: usize,
+    concurrency: usize,
+    services: usize,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink = format!("http://{}/hook", listener.local_addr()?);
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "{\"ok\": true}" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    create_project(api, "hooks", &shipyard(&[("dev", 1)]), services).await?;
+    let regs = api.registrations_named(keptn_integrations::webhook::NAME).await?;
+    let Some(id) = regs.first().and_then(|r| r["id"].as_str()) else { bail!("the webhook built-in is not registered") };
+    let sub = json!({ "event": "sh.keptn.event.task0.triggered", "filter": { "projects": ["hooks"] } });
+    let sid = api.create_subscription(id, &sub).await?;
+    let file = format!(
+        "apiVersion: webhookconfig.keptn.sh/v1beta1\nkind: WebhookConfig\nspec:\n  webhooks:\n    - type: sh.keptn.event.task0.triggered\n      subscriptionID: {sid}\n      sendFinished: true\n      requests:\n        - {{url: '{sink}', method: POST, payload: '{{\"p\": \"{{{{.data.project}}}}\"}}'}}\n"
+    );
+    let level = keptn_client::resource_level("hooks", None, None);
+    api.put_resources(&level, &[("webhook/webhook.yaml".into(), file.into_bytes())], "bench webhook").await?;
+    while fin_rx.try_recv().is_ok() {} // what earlier runs left
+    let t0 = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    let workers = concurrency.min(n.max(1));
+    for c in 0..workers {
+        let api = api.clone();
+        clients.spawn(async move {
+            let mut contexts = Vec::new();
+            for i in (c..n).step_by(workers) {
+                let answer =
+                    api.post("/api/v1/event", &trigger("hooks", "dev", &format!("svc-{}", i % services))).await?;
+                contexts.push(answer["keptnContext"].as_str().unwrap_or_default().to_string());
+            }
+            anyhow::Ok(contexts)
+        });
+    }
+    let mut started = std::collections::HashSet::new();
+    let mut finished = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while started.len() < n || !started.is_subset(&finished) {
+        tokio::select! {
+            Some(r) = clients.join_next(), if !clients.is_empty() => started.extend(r??),
+            got = tokio::time::timeout_at(deadline.into(), fin_rx.recv()) => match got {
+                Ok(Some((ctx, _))) => {
+                    finished.insert(ctx);
+                }
+                _ => bail!("only {} of {n} webhook sequences finished", started.intersection(&finished).count()),
+            },
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(format!(
+        "{n} sequences, one task answered by the webhook (POST to an instant sink), over {services} services in {secs:.2} s = {:.0} tasks/s",
+        n as f64 / secs
     ))
 }
 

@@ -46,10 +46,14 @@ pub struct ServerArgs {
     #[arg(long, env = "KEPTN_ALLOW_OUTBOUND", value_delimiter = ',', num_args = 1.., value_name = "loopback|private|CIDR")]
     allow_outbound: Vec<String>,
     /// The built-in integrations to run, comma-separated: approval, lighthouse, prometheus,
-    /// http-sli, job-executor; `none` runs none (external services then answer those tasks).
-    /// job-executor runs the commands of a project's job/config.yaml on this host: leave it
-    /// out where those who may write the configuration repository must not run commands here.
-    #[arg(long, env = "KEPTN_INTEGRATIONS", default_value = "approval,lighthouse,prometheus,http-sli,job-executor")]
+    /// http-sli, webhook, job-executor; `none` runs none (external services then answer those
+    /// tasks). job-executor runs the commands of a project's job/config.yaml on this host: leave
+    /// it out where those who may write the configuration repository must not run commands here.
+    #[arg(
+        long,
+        env = "KEPTN_INTEGRATIONS",
+        default_value = "approval,lighthouse,prometheus,http-sli,webhook,job-executor"
+    )]
     integrations: String,
     #[command(flatten)]
     job: JobFlags,

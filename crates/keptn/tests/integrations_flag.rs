@@ -10,8 +10,14 @@ use support::*;
 
 const CP: &str = "/api/controlPlane/v1";
 const APPROVAL: &str = "sh.keptn.event.approval.triggered";
-const BUILT_INS: [&str; 5] =
-    ["approval-service", "lighthouse-service", "prometheus-sli-provider", "http-sli-provider", "job-executor-service"];
+const BUILT_INS: [&str; 6] = [
+    "approval-service",
+    "lighthouse-service",
+    "prometheus-sli-provider",
+    "http-sli-provider",
+    "webhook-service",
+    "job-executor-service",
+];
 
 const SHIPYARD: &str = r#"
 apiVersion: spec.keptn.sh/0.2.3
@@ -102,7 +108,8 @@ fn an_unknown_name_stops_the_start_with_the_known_ones() {
     assert!(!out.status.success(), "{stderr}");
     assert!(
         stderr.contains("unknown integration \"lighthous\"")
-            && stderr.contains("approval, lighthouse, prometheus, http-sli, job-executor (or none)"),
+            && stderr.contains("known: approval, lighthouse, prometheus, http-sli, webhook, job-executor")
+            && stderr.contains("(or none)"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");

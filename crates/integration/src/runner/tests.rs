@@ -88,6 +88,9 @@ struct Recorder {
     done: Mutex<Vec<String>>,
     transient_failures: AtomicUsize,
     slow: Option<Duration>,
+    /// Asks for one copy per matching subscription; records the subscription id of each.
+    per_subscription: bool,
+    subscription_ids: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl Recorder {
@@ -104,8 +107,13 @@ impl Integration for Recorder {
     fn subscriptions(&self) -> &'static [&'static str] {
         &[DEPLOY]
     }
+    fn per_subscription(&self) -> bool {
+        self.per_subscription
+    }
     async fn handle(&self, event: Arc<KeptnEvent>, _ctx: Arc<dyn Context>) -> ContextResult<()> {
         self.attempts.lock().unwrap().push((event.id.clone(), Instant::now()));
+        let sid = event.data["temporaryData"]["distributor"]["subscriptionID"].as_str().map(String::from);
+        self.subscription_ids.lock().unwrap().push((event.id.clone(), sid));
         if let Some(slow) = self.slow {
             tokio::time::sleep(slow).await;
         }
@@ -257,6 +265,69 @@ async fn a_feed_selecting_by_type_reads_the_subscriptions_before_handling() {
     settle(50).await;
     assert_eq!(s.recorder.attempts_of("for-a"), 1, "not taken before: offered again, it is handled");
     s.task.abort();
+}
+
+fn subscription(id: &str, projects: &[&str]) -> Subscription {
+    Subscription {
+        id: id.into(),
+        event: DEPLOY.into(),
+        filter: crate::Filter { projects: projects.iter().map(|p| p.to_string()).collect(), ..Default::default() },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_integration_asking_for_it_gets_one_copy_per_matching_subscription() {
+    let recorder = Recorder { per_subscription: true, ..Recorder::default() };
+    let s = start(FakePlane::default(), recorder, false);
+    settle(10).await;
+    s.plane.set_subscriptions(vec![
+        subscription("s-a", &["a"]),
+        subscription("s-all", &[]),
+        subscription("s-b", &["b"]),
+    ]);
+    tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
+    deliver(&s.tx, event("e-a", "a", now_ms()), None);
+    settle(50).await;
+    let seen = s.recorder.subscription_ids.lock().unwrap().clone();
+    let expected = [("e-a".to_string(), Some("s-a".to_string())), ("e-a".to_string(), Some("s-all".to_string()))];
+    assert_eq!(seen, expected, "once per matching subscription, in order, s-b left out");
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_newer_than_the_last_heartbeat_is_read_when_none_known_matches() {
+    // The server's stream (delivers open events) matched a subscription this runner has not
+    // seen yet: it reads the stored ones instead of handing over an event without an id.
+    let recorder = Recorder { per_subscription: true, ..Recorder::default() };
+    let s = start(FakePlane::default(), recorder, true);
+    settle(10).await;
+    s.plane.set_subscriptions(vec![subscription("new", &["a"])]);
+    deliver(&s.tx, event("e", "a", now_ms()), None);
+    settle(50).await;
+    assert_eq!(s.recorder.subscription_ids.lock().unwrap().as_slice(), [("e".to_string(), Some("new".to_string()))]);
+    s.task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_an_event_is_handled_once_without_a_subscription_id() {
+    let s = start(FakePlane::default(), Recorder::default(), false);
+    settle(10).await;
+    s.plane.set_subscriptions(vec![subscription("s1", &[]), subscription("s2", &[])]);
+    tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
+    deliver(&s.tx, event("e", "a", now_ms()), None);
+    settle(50).await;
+    assert_eq!(s.recorder.subscription_ids.lock().unwrap().as_slice(), [("e".to_string(), None)]);
+    s.task.abort();
+}
+
+#[test]
+fn the_subscription_id_replaces_what_is_in_the_way() {
+    let mut data = json!({"project": "p", "temporaryData": "junk"});
+    set_subscription_id(&mut data, "s1");
+    assert_eq!(data["temporaryData"], json!({"distributor": {"subscriptionID": "s1"}}));
+    let mut data = json!({"temporaryData": {"other": 1, "distributor": {"subscriptionID": "old"}}});
+    set_subscription_id(&mut data, "s2");
+    assert_eq!(data["temporaryData"], json!({"other": 1, "distributor": {"subscriptionID": "s2"}}));
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,6 +17,7 @@ mod secret;
 mod sequence;
 mod trigger;
 mod watch;
+mod webhook;
 
 use clap::{Args, Subcommand};
 pub use client::Client;
@@ -40,7 +41,7 @@ pub enum CliCommand {
     Status,
     /// Print the CLI's and the server's versions.
     Version,
-    /// Create a project, a service or a secret.
+    /// Create a project, a service, a secret or a webhook.
     #[command(subcommand)]
     Create(Box<CreateCommand>),
     /// Move a project to a (new) git upstream, or change a secret.

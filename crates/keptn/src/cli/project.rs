@@ -1,4 +1,4 @@
-//! `create project|service`, `get project(s)|stage(s)|service(s)`.
+//! `create project|service` (and `create webhook`, in `webhook.rs`), `get project(s)|stage(s)|service(s)`.
 
 use super::output::{self, Format};
 use anyhow::Context as _;
@@ -14,6 +14,8 @@ pub enum CreateCommand {
     Project(Box<CreateProject>),
     /// Create a service in every stage of a project.
     Service(CreateService),
+    /// Create a webhook for a task: its webhook-service subscription and webhook/webhook.yaml entry.
+    Webhook(Box<super::webhook::CreateWebhook>),
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +178,7 @@ pub async fn create(cmd: CreateCommand) -> anyhow::Result<()> {
             client.post(&format!("{CP}/project/{}/service", s.project), &json!({ "serviceName": s.name })).await?;
             println!("Service {} created in project {}", s.name, s.project);
         }
+        CreateCommand::Webhook(w) => super::webhook::create(&client, *w).await?,
     }
     Ok(())
 }
