@@ -567,6 +567,9 @@ async fn local_job(api: &Api, n: usize) -> anyhow::Result<String> {
         ms(percentile(&overheads, 0.5)),
         ms(percentile(&overheads, 0.99)),
         ms(percentile(&overheads, 1.0))
+    ))
+}
+
 /// Run 7: sequences whose one task the built-in webhook answers (`.started`, a POST to an
 /// instant sink on loopback, `.finished` with the response), `concurrency` at a time.
 async fn webhook_tasks(
